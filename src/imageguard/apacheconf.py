@@ -1,0 +1,134 @@
+"""Apache configuration for imageguard, written for this very installation.
+
+:func:`python_path` finds where this imageguard and Pillow are installed, so the
+``PythonPath`` line works when pasted; :func:`directory_block` and :func:`htaccess` write
+the rest. The test suite starts Apache with exactly this output, so what the CLI prints
+is what the tests prove.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import imageguard
+
+HANDLER_MODULE = "imageguard.handlers"
+
+
+def python_path() -> list[str]:
+    """The directories Apache's embedded Python needs: imageguard's and Pillow's.
+
+    ``PythonPath`` replaces ``sys.path`` and ignores ``.pth`` files, so an editable
+    install is invisible to Apache unless the source directory itself is listed.
+    """
+    found = [str(Path(imageguard.__file__).resolve().parents[1])]
+    try:
+        import PIL
+
+        pillow = str(Path(PIL.__file__).resolve().parents[1])
+        if pillow not in found:
+            found.append(pillow)
+    except ImportError:  # Pillow is only needed for renditions
+        pass
+    return found
+
+
+def python_path_directive(extra: list[str] | None = None) -> str:
+    """The ``PythonPath`` directive for :func:`python_path` (plus *extra* directories)."""
+    dirs = python_path() + list(extra or [])
+    return f'PythonPath "{dirs!r} + sys.path"'
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """What a site tells imageguard about itself; the defaults match mod_python's."""
+
+    root: str
+    url_path: str = "/images"
+    acl_db: str = "/var/lib/imageguard/acl.db"
+    session_type: str = "FileSession"
+    session_directory: str = "/var/lib/imageguard/sessions"
+    dbm_filename: str = ""
+    cookie_name: str = ""
+    login_url: str = ""
+    deny_status: int = 403
+    max_age: int = 0
+    extensions: str = ""
+
+    def option_lines(self) -> list[str]:
+        """The ``PythonOption`` lines for this site (defaults left out)."""
+        lines = [
+            f"PythonOption imageguard.root {self.root}",
+            f"PythonOption imageguard.acl_db {self.acl_db}",
+            f"PythonOption mod_python.session.session_type {self.session_type}",
+        ]
+        if self.session_type == "FileSession":
+            lines.append(
+                f"PythonOption mod_python.file_session.database_directory {self.session_directory}"
+            )
+        elif self.dbm_filename:
+            lines.append(
+                f"PythonOption mod_python.dbm_session.database_filename {self.dbm_filename}"
+            )
+        if self.cookie_name:
+            lines.append(f"PythonOption mod_python.session.cookie_name {self.cookie_name}")
+        if self.login_url:
+            lines.append(f"PythonOption imageguard.login_url {self.login_url}")
+        if self.deny_status != 403:
+            lines.append(f"PythonOption imageguard.deny_status {self.deny_status}")
+        if self.max_age:
+            lines.append(f"PythonOption imageguard.max_age {self.max_age}")
+        if self.extensions:
+            lines.append(f'PythonOption imageguard.extensions "{self.extensions}"')
+        return lines
+
+
+def directory_block(site: SiteConfig, *, extra_python_path: list[str] | None = None) -> str:
+    """The httpd.conf snippet that protects *site.root*, served at *site.url_path*."""
+    root = os.path.abspath(site.root)
+    indent = "    "
+    options = "\n".join(indent + line for line in site.option_lines())
+    alias = f"Alias {site.url_path.rstrip('/') or '/'} {root}\n" if site.url_path else ""
+    return f"""# imageguard: {site.url_path or root} is visible only to whom the ACL store allows.
+# Apache serves the files itself once the three phases below have said yes.
+{alias}<Directory {root}>
+    Options -Indexes -ExecCGI
+    AllowOverride None
+
+    # Where this imageguard and Pillow are installed (PythonPath replaces sys.path).
+    {python_path_directive(extra_python_path)}
+    # A separate interpreter keeps this PythonPath from clashing with an application's.
+    PythonInterpreter imageguard
+
+    # Phase 1, access: only image files inside the root, only GET and HEAD.
+    PythonAccessHandler {HANDLER_MODULE}
+    # Phase 2, authentication: the user and groups from the application's session.
+    PythonAuthenHandler {HANDLER_MODULE}
+    # Phase 3, authorization: the per-image ACL decides.
+    PythonAuthzHandler {HANDLER_MODULE}
+    # The authen and authz phases only run when Apache is told a user is required.
+    AuthType imageguard
+    AuthName "images"
+    Require valid-user
+
+    # These must match the application's own session settings.
+{options}
+</Directory>
+"""
+
+
+def htaccess(extensions: str = "", root: str = "") -> str:
+    """An ``.htaccess`` that gates a directory by extension and path (no logins)."""
+    lines = [
+        "# imageguard access gate: only image files, only GET and HEAD, no path tricks.",
+        "# Needs AllowOverride (any class but None) on this directory in httpd.conf,",
+        "# and imageguard on Apache's PythonPath (see `imageguard apache-conf`).",
+        f"PythonAccessHandler {HANDLER_MODULE}",
+    ]
+    if root:
+        lines.append(f"PythonOption imageguard.root {root}")
+    if extensions:
+        lines.append(f'PythonOption imageguard.extensions "{extensions}"')
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,292 @@
+"""The ``imageguard`` command: manage who may see which image, and write Apache's config."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pwd
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .acl import ranked
+from .apacheconf import SiteConfig, directory_block, htaccess
+from .errors import ImageGuardError
+from .levels import Level
+from .principals import Identity, check_name
+from .settings import OPTIONS
+from .store import AclStore
+
+DB_ENV = "IMAGEGUARD_DB"
+
+DESCRIPTION = """\
+Protect an Apache image directory with your application's own logins.
+
+Rules say which principal may see which images at which level:
+  imageguard grant 'gallery/**' authenticated thumb
+  imageguard grant 'users/{user}/**' authenticated full
+  imageguard grant gallery/secret.jpg group:staff deny
+Principals: user:NAME, group:NAME, authenticated, anyone.
+Levels, most to least: full, preview, thumb, deny.
+The most specific pattern wins; see docs/acl.md for the whole order.
+"""
+
+EPILOG = f"""\
+The ACL store is an SQLite file: --db PATH, or the {DB_ENV} environment variable.
+Exit status: 0 done (explain: granted), 1 explain: denied, 2 error (nothing changed).
+"""
+
+
+class CliError(ImageGuardError):
+    """A usage problem the CLI reports in one line."""
+
+
+def _db_path(args: argparse.Namespace) -> str:
+    if not args.db:
+        raise CliError(f"no ACL store given: use --db PATH or set {DB_ENV}")
+    return args.db
+
+
+def _open(args: argparse.Namespace) -> AclStore:
+    return AclStore(_db_path(args))
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    path = Path(_db_path(args))
+    existed = path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with AclStore.create(path):
+        pass
+    if args.owner:
+        entry = pwd.getpwnam(args.owner)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+        os.chown(path.parent, entry.pw_uid, entry.pw_gid)
+    print(f"{'ACL store already there' if existed else 'created ACL store'}: {path}")
+    if not os.access(path.parent, os.W_OK):
+        print(f"note: {path.parent} must be writable by Apache's user (SQLite's WAL files)")
+    return 0
+
+
+def cmd_grant(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        rule = store.grant(args.pattern, args.principal, args.level)
+    print(f"granted: {rule}")
+    return 0
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        store.revoke(args.pattern, args.principal)
+    print(f"revoked: {args.pattern} {args.principal}")
+    return 0
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        rules = store.rules()
+    if not rules:
+        print("no rules: every image is denied (imageguard grant PATTERN PRINCIPAL LEVEL)")
+        return 0
+    width_p = max(len(r.pattern.text) for r in rules)
+    width_w = max(len(str(r.principal)) for r in rules)
+    print(f"{'PATTERN':<{width_p}}  {'PRINCIPAL':<{width_w}}  LEVEL")
+    for rule in rules:
+        print(f"{rule.pattern.text:<{width_p}}  {rule.principal!s:<{width_w}}  {rule.level}")
+    return 0
+
+
+def cmd_group(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        if args.action == "add":
+            store.add_member(args.group, args.user)
+            print(f"{args.user} is now in group {args.group}")
+        elif args.action == "remove":
+            store.remove_member(args.group, args.user)
+            print(f"{args.user} is no longer in group {args.group}")
+        else:
+            members = [m for m in store.memberships() if not args.group or m.group == args.group]
+            for membership in members:
+                print(f"{membership.group}  {membership.user}")
+            if not members:
+                print("no group memberships in the store")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    relpath = args.relpath.strip("/")
+    if args.user is None and args.group:
+        raise CliError("--group needs --user: an anonymous viewer has no groups")
+    identity = Identity(
+        check_name(args.user, "user") if args.user is not None else None,
+        frozenset(check_name(g, "group") for g in args.group),
+    )
+    with _open(args) as store:
+        if identity.user is not None:
+            identity = identity.with_groups(store.groups_of(identity.user))
+        candidates = store.candidates(relpath)
+    matching = ranked(candidates, relpath, identity)
+    print(f"{relpath} for {identity}:")
+    if not matching:
+        print("  deny: no rule matches (nothing is visible unless a rule grants it)")
+        return 1
+    deciding = matching[0]
+    print(f"  {deciding.level.label}: decided by rule '{deciding}'")
+    print(f"  ({deciding.pattern.specificity}, principal class {deciding.principal.kind.name})")
+    if len(matching) > 1:
+        print("  outranked rules, in order:")
+        for rule in matching[1:]:
+            print(f"    {rule}  ({rule.pattern.specificity})")
+    return 0 if deciding.level > Level.DENY else 1
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        text = store.export_text()
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        tmp = Path(args.output + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(args.output)
+        print(f"exported to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot read {args.file}: {exc.strerror}") from None
+    with _open(args) as store:
+        summary = store.import_text(text, replace=args.replace)
+    verb = "replaced the store with" if summary.replaced else "imported"
+    print(f"{verb} {summary.rules} rule(s) and {summary.memberships} membership(s)")
+    return 0
+
+
+def cmd_apache_conf(args: argparse.Namespace) -> int:
+    root = os.path.abspath(args.root)
+    if args.htaccess:
+        sys.stdout.write(htaccess(args.extensions or "", root))
+        return 0
+    site = SiteConfig(
+        root=root,
+        url_path=args.url_path,
+        acl_db=os.path.abspath(args.db) if args.db else SiteConfig.acl_db,
+        session_type=args.session_type,
+        session_directory=args.session_dir,
+        dbm_filename=args.dbm_file or "",
+        cookie_name=args.cookie_name or "",
+        login_url=args.login_url or "",
+        deny_status=args.deny_status,
+        max_age=args.max_age,
+        extensions=args.extensions or "",
+    )
+    sys.stdout.write(directory_block(site))
+    return 0
+
+
+def cmd_options(args: argparse.Namespace) -> int:
+    width = max(len(name) for name in OPTIONS)
+    for name, meaning in OPTIONS.items():
+        print(f"{name:<{width}}  {meaning}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="imageguard",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"imageguard {__version__}")
+    parser.add_argument(
+        "--db",
+        default=os.environ.get(DB_ENV),
+        metavar="PATH",
+        help=f"the ACL store (default: ${DB_ENV})",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, func: object, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    p = command("init", cmd_init, "create the ACL store (an existing one is left as it is)")
+    p.add_argument("--owner", metavar="USER", help="hand the store to USER (e.g. www-data)")
+
+    p = command("grant", cmd_grant, "give PRINCIPAL a LEVEL on the images PATTERN matches")
+    p.add_argument("pattern", metavar="PATTERN", help="e.g. gallery/cat.jpg, 'gallery/**'")
+    p.add_argument("principal", metavar="PRINCIPAL", help="user:NAME, group:NAME, ...")
+    p.add_argument("level", metavar="LEVEL", help="full, preview, thumb or deny")
+
+    p = command("revoke", cmd_revoke, "remove PRINCIPAL's rule on PATTERN")
+    p.add_argument("pattern", metavar="PATTERN")
+    p.add_argument("principal", metavar="PRINCIPAL")
+
+    command("rules", cmd_rules, "list every rule")
+
+    p = command("group", cmd_group, "manage group memberships kept in the store")
+    p.add_argument("action", choices=["add", "remove", "list"])
+    p.add_argument("group", metavar="GROUP", nargs="?")
+    p.add_argument("user", metavar="USER", nargs="?")
+
+    p = command("explain", cmd_explain, "show which level a user gets for RELPATH, and why")
+    p.add_argument("--user", metavar="NAME", help="the viewer (omit for an anonymous one)")
+    p.add_argument(
+        "--group", metavar="G", action="append", default=[], help="a group from the session"
+    )
+    p.add_argument("relpath", metavar="RELPATH", help="image path relative to the root")
+
+    p = command("export", cmd_export, "write every rule and membership as text")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+
+    p = command("import", cmd_import, "read rules and memberships from an export")
+    p.add_argument("file", metavar="FILE", help="an export file, or - for stdin")
+    p.add_argument("--replace", action="store_true", help="drop everything else first")
+
+    p = command("apache-conf", cmd_apache_conf, "print Apache config for this installation")
+    p.add_argument("--root", required=True, metavar="DIR", help="the image directory")
+    p.add_argument("--url-path", default="/images", metavar="PATH", help="default: /images")
+    p.add_argument("--session-type", default="FileSession", choices=["FileSession", "DbmSession"])
+    p.add_argument(
+        "--session-dir",
+        default=SiteConfig.session_directory,
+        metavar="DIR",
+        help="FileSession database_directory, as the application sets it",
+    )
+    p.add_argument("--dbm-file", metavar="FILE", help="DbmSession database_filename")
+    p.add_argument("--cookie-name", metavar="NAME", help="if the application changed pysid")
+    p.add_argument("--login-url", metavar="URL", help="send page navigations here to log in")
+    p.add_argument("--deny-status", type=int, choices=[403, 404], default=403)
+    p.add_argument("--max-age", type=int, default=0, metavar="SECONDS")
+    p.add_argument("--extensions", metavar="LIST", help='e.g. ".jpg .png"')
+    p.add_argument("--htaccess", action="store_true", help="print the .htaccess gate instead")
+
+    command("options", cmd_options, "list the PythonOption settings imageguard reads")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "group" and args.action != "list" and not (args.group and args.user):
+        parser.error(f"group {args.action} needs GROUP and USER")
+    try:
+        return int(args.func(args))
+    except ImageGuardError as exc:
+        print(f"imageguard: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyError as exc:  # pwd.getpwnam
+        print(f"imageguard: error: no such user {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"imageguard: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

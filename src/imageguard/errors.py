@@ -1,0 +1,44 @@
+"""The exceptions imageguard raises.
+
+Every error a user can cause derives from :class:`ImageGuardError`, so the CLI and the
+handlers can turn any of them into a one-line message (CLI) or a refusal plus a one-line
+log entry (Apache) without catching unrelated bugs by accident.
+"""
+
+from __future__ import annotations
+
+
+class ImageGuardError(Exception):
+    """Base class of every error imageguard reports to a person."""
+
+
+class RuleError(ImageGuardError, ValueError):
+    """A rule part is malformed: a pattern, a principal or a level."""
+
+
+class PatternError(RuleError):
+    """A path pattern cannot be compiled."""
+
+
+class PrincipalError(RuleError):
+    """A principal is not one of ``user:NAME``, ``group:NAME``, ``authenticated``, ``anyone``."""
+
+
+class LevelError(RuleError):
+    """A level is not one of ``full``, ``preview``, ``thumb``, ``deny``."""
+
+
+class ConfigError(ImageGuardError):
+    """A ``PythonOption`` or CLI setting has a value imageguard cannot use."""
+
+
+class StoreError(ImageGuardError):
+    """The ACL store is missing, unreadable, of an unknown schema, or a write was refused."""
+
+
+class NoSuchRule(StoreError):
+    """A revoke or lookup named a rule that the store does not hold."""
+
+
+class ImportFormatError(StoreError):
+    """A rules file given to ``import`` has a malformed line; nothing was imported."""

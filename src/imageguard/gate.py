@@ -1,0 +1,131 @@
+"""The access gate: which requested files may be served at all, before anyone's identity.
+
+This is the pure half of the access handler. It looks only at facts Apache has already
+worked out (the method, the mapped file name, the extra ``path_info``) and at the file
+system, and refuses anything that is not a plain image file inside the protected root:
+
+* a method other than GET or HEAD (405);
+* any ``path_info`` (``/a.txt/x.jpg`` maps to ``a.txt`` with ``path_info`` ``/x.jpg``);
+* a hidden segment (``.htaccess``, ``.git/config``) anywhere below the root;
+* an extension outside the allow list, compared case-insensitively on the last one;
+* a real path (symbolic links resolved) outside the root;
+* anything that is not a regular file (a directory, a socket, a missing file).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .errors import ConfigError
+
+DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp")
+ALLOWED_METHODS = frozenset({"GET", "HEAD"})
+
+OK = 200
+FORBIDDEN = 403
+NOT_FOUND = 404
+METHOD_NOT_ALLOWED = 405
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    """The gate's answer: ``status`` 200 lets the request go on; ``relpath`` is set then."""
+
+    status: int
+    reason: str
+    relpath: str = ""
+
+    @property
+    def allowed(self) -> bool:
+        """True when the request may continue to the next phase."""
+        return self.status == OK
+
+
+def parse_extensions(text: str | Iterable[str]) -> frozenset[str]:
+    """Normalise an extension list: ``"jpg .PNG"`` becomes ``{".jpg", ".png"}``."""
+    words = text.replace(",", " ").split() if isinstance(text, str) else list(text)
+    result = set()
+    for word in words:
+        ext = word.strip().lower()
+        if not ext.startswith("."):
+            ext = "." + ext
+        if len(ext) < 2 or "/" in ext or ext.count(".") != 1:
+            raise ConfigError(f"imageguard.extensions: {word!r} is not a file extension")
+        result.add(ext)
+    if not result:
+        raise ConfigError("imageguard.extensions is empty: no file could ever be served")
+    return frozenset(result)
+
+
+def relative_to_root(path: str, root: str) -> str | None:
+    """Return *path* relative to *root* with ``/`` separators, or None when outside it."""
+    if path == root:
+        return ""
+    prefix = root if root.endswith("/") else root + "/"
+    if not path.startswith(prefix):
+        return None
+    return path[len(prefix) :]
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The gate's configuration: the protected *root* (a real path) and allowed extensions."""
+
+    root: str
+    extensions: frozenset[str] = frozenset(DEFAULT_EXTENSIONS)
+
+    @classmethod
+    def create(cls, root: str, extensions: str | Iterable[str] = DEFAULT_EXTENSIONS) -> Gate:
+        """Build a gate, resolving *root* to its real path and checking it is a directory."""
+        if not root:
+            raise ConfigError("imageguard.root is not set: name the protected directory")
+        real = os.path.realpath(root)
+        if not os.path.isdir(real):
+            raise ConfigError(f"imageguard.root {root!r} is not a directory")
+        return cls(real.rstrip("/") or "/", parse_extensions(extensions))
+
+    def check(self, method: str, filename: str, path_info: str) -> GateVerdict:
+        """Decide whether the file Apache mapped the request to may be served.
+
+        The returned ``relpath`` is the *real* file's path below the root (symbolic links
+        resolved), so that rules apply to the file itself however it was reached.
+        """
+        if method not in ALLOWED_METHODS:
+            return GateVerdict(METHOD_NOT_ALLOWED, f"method {method} not allowed")
+        if path_info:
+            return GateVerdict(FORBIDDEN, f"extra path after the file name: {path_info!r}")
+        if not filename:
+            return GateVerdict(FORBIDDEN, "request did not map to a file")
+        real = os.path.realpath(filename)
+        relpath = relative_to_root(real, self.root)
+        if relpath is None:
+            return GateVerdict(FORBIDDEN, f"{filename} resolves outside {self.root}")
+        if not relpath:
+            return GateVerdict(FORBIDDEN, "the root directory itself is not an image")
+        # The name asked for and the file it leads to must both pass; the asked-for name
+        # is unknown below the root when the root itself is reached through a link.
+        requested = relative_to_root(os.path.normpath(filename), self.root)
+        for name in {relpath, requested or relpath}:
+            refusal = self._check_name(name)
+            if refusal is not None:
+                return refusal
+        try:
+            mode = os.stat(real).st_mode
+        except OSError as exc:
+            return GateVerdict(NOT_FOUND, f"{relpath}: {exc.strerror or 'cannot stat'}")
+        if not stat.S_ISREG(mode):
+            return GateVerdict(FORBIDDEN, f"{relpath} is not a regular file")
+        return GateVerdict(OK, "allowed", relpath)
+
+    def _check_name(self, relpath: str) -> GateVerdict | None:
+        """Refuse hidden segments and extensions outside the allow list."""
+        segments = relpath.split("/")
+        if any(s.startswith(".") for s in segments):
+            return GateVerdict(FORBIDDEN, f"hidden path segment in {relpath}")
+        ext = os.path.splitext(segments[-1])[1].lower()
+        if ext not in self.extensions:
+            return GateVerdict(FORBIDDEN, f"extension {ext or '(none)'!r} not allowed")
+        return None

@@ -1,0 +1,252 @@
+"""Read-only access to an application's mod_python sessions.
+
+mod_python's ``Session.Session(req)`` is made for the application that owns the session:
+without a valid cookie it *creates* a session and sends ``Set-Cookie``, it holds a
+session-wide lock for the rest of the request, and it rewrites the session. None of that
+is acceptable for a gatekeeper that runs for every image of a gallery page. The readers
+here open the stored session read-only instead, in the same places and formats
+mod_python writes them:
+
+* ``FileSession``: one pickle per session, ``<directory>/mp_sess/<sid[:2]>/<sid>``;
+* ``DbmSession``: one dbm database holding every session, keyed by the sid.
+
+A stored session is a pickled ``dict`` with ``_data`` (the application's keys),
+``_created``, ``_accessed`` and ``_timeout``; it is alive while
+``now - _accessed <= _timeout``, exactly mod_python's rule.
+
+Sessions hold pickles, so only files the web server wrote may be read: the readers never
+follow a sid that is not 32 lower-case hex digits, which also rules out path tricks.
+Each reader keeps the last load of every session keyed by the file's identity and change
+time, so an unchanged session costs one ``stat`` per request, not an unpickle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dbm
+import os
+import pickle
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ContextManager, Protocol
+
+from .errors import ConfigError
+from .principals import Identity, check_name
+
+SID_PATTERN = re.compile(r"[0-9a-f]{32}\Z")
+DEFAULT_COOKIE = "pysid"
+_TORN_READ_RETRIES = 3
+_CACHE_LIMIT = 4096
+
+
+@dataclass(frozen=True)
+class StoredSession:
+    """A session as mod_python stored it."""
+
+    data: dict[str, Any]
+    accessed: float
+    timeout: float
+
+    def alive(self, now: float) -> bool:
+        """mod_python's own expiry rule: alive while ``now - accessed <= timeout``."""
+        return now - self.accessed <= self.timeout
+
+
+LockFactory = Callable[[], ContextManager[None]]
+
+
+class SessionReader(Protocol):
+    """Loads a session by sid, read-only; ``None`` when it does not exist or is unreadable."""
+
+    def load(self, sid: str, lock: LockFactory | None = None) -> StoredSession | None:
+        """Return the stored session for *sid*, or ``None``.
+
+        *lock* makes the lock the session type's writers take (mod_python's global
+        mutex), for readers that need it; it is held only while reading.
+        """
+
+
+def valid_sid(sid: str | None) -> bool:
+    """True when *sid* has mod_python's sid form (32 lower-case hex digits)."""
+    return sid is not None and SID_PATTERN.match(sid) is not None
+
+
+def _decode(blob: bytes) -> StoredSession | None:
+    """Unpickle one stored session; ``None`` when the bytes are not a session."""
+    try:
+        raw = pickle.loads(blob)
+        data = raw["_data"]
+        accessed = float(raw["_accessed"])
+        timeout = float(raw["_timeout"])
+    except Exception:
+        return None
+    if not isinstance(data, dict):
+        return None
+    return StoredSession(data, accessed, timeout)
+
+
+class _StatCache:
+    """Remembers decoded sessions keyed by a validator; a small, thread-safe dict."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[tuple[int, ...], StoredSession]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str, validator: tuple[int, ...]) -> StoredSession | None:
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is not None and entry[0] == validator:
+            return entry[1]
+        return None
+
+    def put(self, key: str, validator: tuple[int, ...], session: StoredSession) -> None:
+        with self._lock:
+            if len(self._entries) >= _CACHE_LIMIT:
+                self._entries.clear()
+            self._entries[key] = (validator, session)
+
+
+def _validator(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class FileSessionReader:
+    """Reads mod_python ``FileSession`` files under *directory* (the ``database_directory``).
+
+    mod_python rewrites a session file in place (truncate, then write), so a read can
+    meet an empty or half-written file; such a read is retried a few times and then
+    treated as no session (the request is refused, never wrongly allowed).
+    """
+
+    def __init__(self, directory: str) -> None:
+        self.sessions_dir = os.path.join(directory, "mp_sess")
+        self._cache = _StatCache()
+
+    def path_of(self, sid: str) -> str:
+        """Where mod_python keeps the session *sid*."""
+        return os.path.join(self.sessions_dir, sid[:2], sid)
+
+    def load(self, sid: str, lock: LockFactory | None = None) -> StoredSession | None:
+        """Return the stored session for *sid*, or ``None`` (missing, unreadable, torn).
+
+        No lock is taken (*lock* is ignored): a torn read is detected and retried instead,
+        so a page request holding its session lock never stalls the images it shows.
+        """
+        if not valid_sid(sid):
+            return None
+        path = self.path_of(sid)
+        for _attempt in range(_TORN_READ_RETRIES):
+            try:
+                with open(path, "rb") as handle:
+                    st = os.fstat(handle.fileno())
+                    validator = _validator(st)
+                    cached = self._cache.get(sid, validator)
+                    if cached is not None:
+                        return cached
+                    blob = handle.read()
+            except OSError:
+                return None
+            session = _decode(blob) if blob else None
+            if session is not None:
+                self._cache.put(sid, validator, session)
+                return session
+            time.sleep(0.001)
+        return None
+
+
+class DbmSessionReader:
+    """Reads mod_python ``DbmSession`` entries from the dbm database *filename*.
+
+    mod_python guards the database with its global mutex 0 while it opens, reads or
+    writes it. The handler passes a factory for that same lock to :meth:`load`; it is
+    held only while the entry is read, never for the rest of the request.
+    """
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self._cache = _StatCache()
+
+    def _files(self) -> list[str]:
+        # The ndbm flavour writes <name>.db (or .dir and .pag); gdbm and dumb use others.
+        names = [self.filename + ext for ext in ("", ".db", ".dir", ".pag", ".dat")]
+        return [name for name in names if os.path.exists(name)]
+
+    def _validator(self) -> tuple[int, ...] | None:
+        validator: list[int] = []
+        try:
+            for name in self._files():
+                validator.extend(_validator(os.stat(name)))
+        except OSError:
+            return None
+        return tuple(validator) or None
+
+    def load(self, sid: str, lock: LockFactory | None = None) -> StoredSession | None:
+        """Return the stored session for *sid*, or ``None``."""
+        if not valid_sid(sid):
+            return None
+        validator = self._validator()
+        if validator is None:
+            return None
+        cached = self._cache.get(sid, validator)
+        if cached is not None:
+            return cached
+        blob = self._read(sid.encode(), lock or contextlib.nullcontext)
+        session = _decode(blob) if blob else None
+        if session is not None:
+            self._cache.put(sid, validator, session)
+        return session
+
+    def _read(self, key: bytes, lock: LockFactory) -> bytes | None:
+        with lock():
+            try:
+                with dbm.open(self.filename, "r") as db:
+                    return db.get(key)
+            except Exception:
+                return None
+
+
+@dataclass(frozen=True)
+class SessionKeys:
+    """Which session keys hold the user name and the groups."""
+
+    user_key: str = "user"
+    groups_key: str = "groups"
+
+
+def identity_from_session(session: StoredSession, keys: SessionKeys) -> Identity | None:
+    """The identity a live session's data names, or ``None`` when it names no valid user.
+
+    The groups may be stored as a list, tuple, set or a comma/space separated string.
+    Invalid group names are ignored; an invalid user name means no identity.
+    """
+    user = session.data.get(keys.user_key)
+    if not isinstance(user, str):
+        return None
+    try:
+        check_name(user, "user")
+    except ValueError:
+        return None
+    raw = session.data.get(keys.groups_key, ())
+    if isinstance(raw, str):
+        raw = raw.replace(",", " ").split()
+    groups = set()
+    if isinstance(raw, (list, tuple, set, frozenset)):
+        for group in raw:
+            with contextlib.suppress(ValueError, TypeError):
+                groups.add(check_name(group, "group"))
+    return Identity(user, frozenset(groups))
+
+
+def make_reader(session_type: str, directory: str, dbm_filename: str) -> SessionReader:
+    """Build the reader for mod_python's *session_type* with the application's settings."""
+    if session_type == "FileSession":
+        return FileSessionReader(directory)
+    if session_type == "DbmSession":
+        return DbmSessionReader(dbm_filename)
+    raise ConfigError(
+        f"mod_python.session.session_type {session_type!r} cannot be read from another "
+        "request: use FileSession or DbmSession"
+    )

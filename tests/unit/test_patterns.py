@@ -1,0 +1,138 @@
+"""Pattern syntax, matching and specificity."""
+
+from __future__ import annotations
+
+import pytest
+
+from imageguard.errors import PatternError
+from imageguard.patterns import anchors_for, compile_pattern
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path", "user", "expected"),
+    [
+        ("gallery/cat.jpg", "gallery/cat.jpg", None, True),
+        ("gallery/cat.jpg", "gallery/cat.jpeg", None, False),
+        ("gallery/cat.jpg", "gallery/sub/cat.jpg", None, False),
+        ("gallery/*.jpg", "gallery/cat.jpg", None, True),
+        ("gallery/*.jpg", "gallery/sub/cat.jpg", None, False),
+        ("gallery/*", "gallery/cat.png", None, True),
+        ("gallery/c*t.jpg", "gallery/coat.jpg", None, True),
+        ("gallery/c*t.jpg", "gallery/cab.jpg", None, False),
+        ("gallery/**", "gallery/cat.jpg", None, True),
+        ("gallery/**", "gallery/a/b/c/cat.jpg", None, True),
+        ("gallery/**", "gallery2/cat.jpg", None, False),
+        ("gallery/", "gallery/a/cat.jpg", None, True),
+        ("gallery/", "other/cat.jpg", None, False),
+        ("gallery/**/cat.jpg", "gallery/cat.jpg", None, True),
+        ("gallery/**/cat.jpg", "gallery/x/y/cat.jpg", None, True),
+        ("gallery/**/cat.jpg", "gallery/x/y/dog.jpg", None, False),
+        ("**/*.png", "a.png", None, True),
+        ("**/*.png", "a/b/c.png", None, True),
+        ("**/*.png", "a/b/c.jpg", None, False),
+        ("**", "anything/at/all.gif", None, True),
+        ("users/{user}/**", "users/bob/a.jpg", "bob", True),
+        ("users/{user}/**", "users/bob/a.jpg", "alice", False),
+        ("users/{user}/**", "users/bob/a.jpg", None, False),
+        ("a.b/[x].jpg", "a.b/[x].jpg", None, True),
+        ("a.b/[x].jpg", "a_b/x.jpg", None, False),
+        ("odd (1)+?.jpg", "odd (1)+?.jpg", None, True),
+    ],
+)
+def test_matching(pattern: str, path: str, user: str | None, expected: bool) -> None:
+    assert compile_pattern(pattern).matches(path, user) is expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        ("", "empty pattern"),
+        ("/abs/a.jpg", "relative"),
+        ("a//b.jpg", "empty segment"),
+        ("a/../b.jpg", "'..'"),
+        ("./b.jpg", "'.'"),
+        ("a/x**.jpg", "whole segment"),
+        ("a/{user}x/b", "whole segment"),
+        ("a/{nobody}/b", "whole segment"),
+        ("a\\b.jpg", "backslash"),
+        ("a/b\n.jpg", "control"),
+        ("x" * 1025, "longer than"),
+    ],
+)
+def test_bad_patterns_are_refused(pattern: str, message: str) -> None:
+    with pytest.raises(PatternError, match=message):
+        compile_pattern(pattern)
+
+
+def spec(text: str) -> tuple:
+    return compile_pattern(text).specificity.key()
+
+
+def test_specificity_order_is_as_documented() -> None:
+    order = [
+        "gallery/2024/cat.jpg",  # exact
+        "gallery/2024/*.jpg",  # depth 2, bounded, 8 chars
+        "gallery/2024/*",  # depth 2, bounded, fewer chars
+        "gallery/2024/**/*.jpg",  # depth 2, unbounded
+        "gallery/2024/",  # depth 2, unbounded, fewer chars
+        "gallery/*/cat.jpg",  # depth 1, bounded
+        "gallery/**/*.jpg",  # depth 1, unbounded
+        "gallery/",  # depth 1, unbounded, fewer chars
+        "*/2024/cat.jpg",  # depth 0, bounded
+        "**/*.jpg",  # depth 0, unbounded
+        "**",  # depth 0, unbounded, no chars
+    ]
+    keys = [spec(p) for p in order]
+    assert keys == sorted(keys, reverse=True)
+    assert len(set(keys)) == len(keys)
+
+
+def test_user_segment_counts_as_fixed_depth() -> None:
+    assert spec("users/{user}/**") > spec("users/*/**")
+    assert spec("users/{user}/**") > spec("users/")
+
+
+def test_trailing_slash_is_recursive_wildcard() -> None:
+    assert spec("gallery/") == spec("gallery/**")
+
+
+def test_exact_beats_any_wildcard_however_deep() -> None:
+    assert spec("a.jpg") > spec("a/b/c/d/e/f/*.jpg")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "anchor"),
+    [
+        ("gallery/cat.jpg", "gallery/cat.jpg"),
+        ("gallery/*.jpg", "gallery/"),
+        ("gallery/", "gallery/"),
+        ("gallery/2024/**", "gallery/2024/"),
+        ("**/*.jpg", ""),
+        ("*.jpg", ""),
+        ("users/{user}/**", "users/"),
+    ],
+)
+def test_anchor_is_fixed_leading_directories(pattern: str, anchor: str) -> None:
+    assert compile_pattern(pattern).anchor == anchor
+
+
+def test_every_matching_pattern_anchor_is_among_the_path_anchors() -> None:
+    path = "gallery/2024/summer/cat.jpg"
+    patterns = [
+        "gallery/2024/summer/cat.jpg",
+        "gallery/**",
+        "gallery/2024/*/cat.jpg",
+        "**/*.jpg",
+        "gallery/2024/summer/",
+        "*/2024/**",
+    ]
+    anchors = set(anchors_for(path))
+    for text in patterns:
+        pattern = compile_pattern(text)
+        assert pattern.matches(path, None), text
+        assert pattern.anchor in anchors, text
+
+
+def test_anchors_for() -> None:
+    assert anchors_for("a/b/c.jpg") == ["", "a/", "a/b/", "a/b/c.jpg"]
+    assert anchors_for("c.jpg") == ["", "c.jpg"]
