@@ -98,7 +98,7 @@ def _gate(req: Any, runtime: Runtime, state: _RequestState) -> GateVerdict:
 def _refuse_gate(req: Any, verdict: GateVerdict) -> int:
     _log(req, apache.APLOG_ERR, f"access refused ({verdict.status}): {verdict.reason}")
     if verdict.status == apache.HTTP_METHOD_NOT_ALLOWED:
-        req.err_headers_out["Allow"] = "GET, HEAD"
+        req.allow_methods(["GET", "HEAD"], 1)  # Apache builds the Allow header from this
     return verdict.status
 
 

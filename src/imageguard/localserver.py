@@ -417,7 +417,7 @@ class ApacheConfig:
             "AccessFileName .htaccess",
             "",
             "<Directory />",
-            "    Options None",
+            "    Options FollowSymLinks",  # as in Debian's apache2.conf
             "    AllowOverride None",
             "    Require all denied",
             "</Directory>",

@@ -1,0 +1,268 @@
+"""A real Apache 2.4 with mod_python, protecting a generated image tree with imageguard.
+
+One server per MPM (``event`` and ``prefork``), module-scoped per test module. The site:
+
+* ``/images``: the directory block ``imageguard apache-conf`` prints (FileSession),
+  with a login URL;
+* ``/dbimages``: the same tree with DbmSession and ``deny_status 404``;
+* ``/ht``: a directory gated only by an ``.htaccess`` holding the access handler;
+* ``/broken``: imageguard pointed at an ACL store that does not exist;
+* ``/app`` and ``/dbapp``: the "application" (``apps/sessionapp.py``), which logs users
+  in with ``mod_python.Session`` using FileSession and DbmSession.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from imageguard.apacheconf import SiteConfig, directory_block, htaccess
+from imageguard.localserver import (
+    ApacheConfig,
+    LocalApache,
+    make_workdir,
+    prepare_readable,
+    prepare_writable,
+)
+
+APPS = Path(__file__).parent / "apps"
+CLI = [sys.executable, "-m", "imageguard.cli"]
+MPMS = ["event", "prefork"]
+
+# Every rule the tests rely on; the comments say which test uses it.
+RULES = """
+rule gallery/ authenticated full
+rule gallery/public.jpg anyone full
+rule gallery/staff-only.jpg group:staff full
+rule gallery/staff-only.jpg authenticated deny
+rule gallery/editors.jpg group:editors full
+rule gallery/editors.jpg authenticated deny
+rule 'users/{user}/**' authenticated full
+rule private/ user:alice full
+rule previews/ authenticated preview
+rule gate/ authenticated full
+rule 'NOTES.JPG' authenticated full
+rule link-in.jpg authenticated full
+member editors carol
+"""
+
+
+def make_images(root: Path) -> None:
+    """The image tree, with the awkward files the gate must refuse."""
+    colours = {
+        "gallery/public.jpg": "green",
+        "gallery/cat.jpg": "orange",
+        "gallery/dog.png": "brown",
+        "gallery/staff-only.jpg": "blue",
+        "gallery/editors.jpg": "purple",
+        "users/alice/me.jpg": "pink",
+        "users/bob/me.jpg": "grey",
+        "private/secret.jpg": "black",
+        "previews/p.jpg": "yellow",
+        "gate/ok.jpg": "white",
+        "NOTES.JPG": "red",
+        ".hidden/x.jpg": "red",
+    }
+    for rel, colour in colours.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fmt = "PNG" if rel.endswith(".png") else "JPEG"
+        Image.new("RGB", (64, 48), colour).save(path, fmt)
+    (root / "gate" / "notes.txt").write_text("not an image\n")
+    (root / "gate" / "dir.jpg").mkdir()
+    os.mkfifo(root / "gate" / "fifo.jpg")
+    (root / ".htaccess").write_text("# never served\n")
+    outside = root.parent / "outside"
+    outside.mkdir()
+    Image.new("RGB", (8, 8), "red").save(outside / "outside.jpg", "JPEG")
+    (root / "gate" / "link-out.jpg").symlink_to(outside / "outside.jpg")
+    (root / "link-in.jpg").symlink_to(root / "private" / "secret.jpg")
+    (root / "gate" / "text-link.jpg").symlink_to(root / "gate" / "notes.txt")
+
+
+def cli(db: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the real ``imageguard`` CLI against *db*."""
+    return subprocess.run(
+        [*CLI, "--db", str(db), *args], capture_output=True, text=True, check=check
+    )
+
+
+def app_block(url: str, directory: Path, *session_options: str) -> str:
+    """The application's directory: a content handler using mod_python.Session."""
+    options = "\n".join("    " + line for line in session_options)
+    return f"""
+Alias {url} {directory}
+<Directory {directory}>
+    Require all granted
+    SetHandler mod_python
+    PythonHandler sessionapp
+    PythonPath "[{str(APPS)!r}] + sys.path"
+    PythonOption mod_python.session.application_path /
+{options}
+</Directory>
+"""
+
+
+@dataclass
+class Site:
+    """A running server and what the tests need to know about it."""
+
+    server: LocalApache
+    workdir: Path
+    root: Path
+    db: Path
+    sessions: Path
+    mpm: str
+    cookies: dict[str, str] = field(default_factory=dict)
+
+    def request(
+        self,
+        path: str,
+        *,
+        method: str = "GET",
+        cookie: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One HTTP request; returns (status, lower-cased headers, body)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=20)
+        sent = dict(headers or {})
+        sent.setdefault("Accept", "image/avif,image/webp,*/*")
+        if cookie is not None:
+            sent["Cookie"] = cookie
+        try:
+            conn.request(method, path, headers=sent)
+            response = conn.getresponse()
+            body = response.read()
+            found: dict[str, str] = {}
+            for name, value in response.getheaders():
+                key = name.lower()
+                found[key] = f"{found[key]}, {value}" if key in found else value
+            return response.status, found, body
+        finally:
+            conn.close()
+
+    def login(self, user: str, groups: str = "", *, app: str = "/app", timeout: int = 0) -> str:
+        """Log *user* in through the application; returns the ``Cookie`` header value."""
+        query = f"user={user}"
+        if groups:
+            query += f"&groups={groups}"
+        if timeout:
+            query += f"&timeout={timeout}"
+        status, headers, body = self.request(f"{app}/login?{query}")
+        assert status == 200, body
+        found = re.search(r"pysid=([0-9a-f]{32})", headers.get("set-cookie", ""))
+        assert found, headers
+        return f"pysid={found.group(1)}"
+
+    def cookie_for(self, user: str, groups: str = "") -> str:
+        """A logged-in cookie for *user*, made once per server."""
+        key = f"{user}|{groups}"
+        if key not in self.cookies:
+            self.cookies[key] = self.login(user, groups)
+        return self.cookies[key]
+
+    def error_log(self) -> str:
+        return self.server.error_log_text()
+
+
+def build_site(mpm: str) -> Iterator[Site]:
+    workdir = make_workdir(f"imageguard-it-{mpm}-")
+    root = workdir / "images"
+    root.mkdir()
+    make_images(root)
+    state = workdir / "state"
+    sessions = state / "sessions"
+    sessions.mkdir(parents=True)
+    ht = workdir / "ht"
+    ht.mkdir()
+    Image.new("RGB", (8, 8), "blue").save(ht / "a.jpg", "JPEG")
+    (ht / "a.txt").write_text("text\n")
+    (ht / ".htaccess").write_text(htaccess(root=str(ht)))
+    # One <Directory> per application path: options of two blocks naming the same
+    # directory would merge, so each application reaches apps/ through its own link.
+    (workdir / "app").symlink_to(APPS)
+    (workdir / "dbapp").symlink_to(APPS)
+    docroot = workdir / "docroot"
+    docroot.mkdir()
+    db = state / "acl.db"
+    cli(db, "init")
+    (workdir / "rules.txt").write_text(RULES)
+    cli(db, "import", str(workdir / "rules.txt"))
+    prepare_readable(workdir)
+    prepare_writable(state)
+
+    images = SiteConfig(
+        root=str(root),
+        url_path="/images",
+        acl_db=str(db),
+        session_type="FileSession",
+        session_directory=str(sessions),
+        login_url="/app/login",
+    )
+    # Two <Directory> blocks naming one directory would merge their options, so the
+    # other sites reach their trees through symbolic links (imageguard.root resolves them).
+    (workdir / "dbimages").symlink_to(root)
+    (workdir / "broken").symlink_to(ht)
+    dbm_file = state / "dbm-sessions"
+    dbimages = SiteConfig(
+        root=str(workdir / "dbimages"),
+        url_path="/dbimages",
+        acl_db=str(db),
+        session_type="DbmSession",
+        dbm_filename=str(dbm_file),
+        deny_status=404,
+        max_age=60,
+    )
+    broken = SiteConfig(
+        root=str(workdir / "broken"), url_path="/broken", acl_db=str(state / "missing.db")
+    )
+    file_app = app_block(
+        "/app",
+        workdir / "app",
+        "PythonOption mod_python.session.session_type FileSession",
+        f"PythonOption mod_python.file_session.database_directory {sessions}",
+    )
+    dbm_app = app_block(
+        "/dbapp",
+        workdir / "dbapp",
+        "PythonOption mod_python.session.session_type DbmSession",
+        f"PythonOption mod_python.dbm_session.database_filename {dbm_file}",
+    )
+    body = f"""
+DocumentRoot {docroot}
+<Directory {docroot}>
+    Require all granted
+</Directory>
+{directory_block(images)}
+{directory_block(dbimages)}
+{directory_block(broken)}
+Alias /ht {ht}
+<Directory {ht}>
+    Require all granted
+    AllowOverride All
+</Directory>
+{file_app}
+{dbm_app}
+"""
+    server = LocalApache(ApacheConfig(workdir=workdir / "apache", body=body, mpm=mpm))
+    try:
+        with server:
+            yield Site(server, workdir, root, db, sessions, mpm)
+    finally:
+        if not os.environ.get("IMAGEGUARD_KEEP_WORKDIR"):
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module", params=MPMS)
+def site(request: pytest.FixtureRequest) -> Iterator[Site]:
+    yield from build_site(request.param)
