@@ -1,0 +1,177 @@
+"""The imageguard command, run in-process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import imageguard
+from imageguard.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def db(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    path = str(tmp_path / "acl.db")
+    assert run(capsys, "--db", path, "init")[0] == 0
+    return path
+
+
+def test_init_creates_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "sub" / "acl.db"
+    code, out, _ = run(capsys, "--db", str(path), "init")
+    assert code == 0 and "created ACL store" in out and path.exists()
+    code, out, _ = run(capsys, "--db", str(path), "init")
+    assert code == 0 and "already there" in out
+
+
+def test_db_from_environment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IMAGEGUARD_DB", str(tmp_path / "env.db"))
+    assert run(capsys, "init")[0] == 0
+    assert (tmp_path / "env.db").exists()
+
+
+def test_no_db_is_a_one_line_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("IMAGEGUARD_DB", raising=False)
+    code, out, err = run(capsys, "rules")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "--db PATH or set IMAGEGUARD_DB" in err
+
+
+def test_grant_rules_revoke(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "--db", db, "grant", "gallery/**", "authenticated", "thumb")[0] == 0
+    assert run(capsys, "--db", db, "grant", "gallery/a.jpg", "user:bob", "full")[0] == 0
+    code, out, _ = run(capsys, "--db", db, "rules")
+    assert code == 0
+    assert out.splitlines()[1:] == [
+        "gallery/**     authenticated  thumb",
+        "gallery/a.jpg  user:bob       full",
+    ]
+    assert run(capsys, "--db", db, "revoke", "gallery/a.jpg", "user:bob")[0] == 0
+    code, _, err = run(capsys, "--db", db, "revoke", "gallery/a.jpg", "user:bob")
+    assert code == 2 and "no rule for user:bob on gallery/a.jpg" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["grant", "a/", "bob", "full"], "unknown principal 'bob'"),
+        (["grant", "a/", "user:bob", "everything"], "unknown level 'everything'"),
+        (["grant", "/abs", "anyone", "full"], "relative to the root"),
+        (["group", "add", "g", "a/b"], "cannot be a path segment"),
+        (["explain", "--group", "g", "a.jpg"], "--group needs --user"),
+        (["import", "/nonexistent/file"], "cannot read"),
+    ],
+)
+def test_bad_input_changes_nothing(
+    db: str, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    before = Path(db).read_bytes()
+    code, out, err = run(capsys, "--db", db, *args)
+    assert code == 2 and out == ""
+    assert err.startswith("imageguard: error: ") and message in err and err.count("\n") == 1
+    assert run(capsys, "--db", db, "rules")[1].startswith("no rules")
+    assert Path(db).read_bytes() == before
+
+
+def test_missing_db(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "--db", str(tmp_path / "x.db"), "grant", "a/", "anyone", "full")
+    assert code == 2 and "run 'imageguard init'" in err
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_explain(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, "--db", db, "grant", "g/", "authenticated", "thumb")
+    run(capsys, "--db", db, "grant", "g/a.jpg", "group:staff", "full")
+    run(capsys, "--db", db, "group", "add", "staff", "ann")
+    code, out, _ = run(capsys, "--db", db, "explain", "--user", "ann", "g/a.jpg")
+    assert code == 0
+    assert "full: decided by rule 'g/a.jpg group:staff full'" in out
+    assert "g/ authenticated thumb" in out  # listed as outranked
+    code, out, _ = run(
+        capsys, "--db", db, "explain", "--user", "bob", "--group", "staff", "g/a.jpg"
+    )
+    assert code == 0 and "full" in out
+    code, out, _ = run(capsys, "--db", db, "explain", "--user", "bob", "/g/a.jpg")
+    assert code == 0 and "thumb: decided by rule 'g/ authenticated thumb'" in out
+    code, out, _ = run(capsys, "--db", db, "explain", "g/a.jpg")
+    assert code == 1 and "no rule matches" in out
+    run(capsys, "--db", db, "grant", "g/a.jpg", "user:bob", "deny")
+    code, out, _ = run(capsys, "--db", db, "explain", "--user", "bob", "g/a.jpg")
+    assert code == 1 and "deny: decided by rule 'g/a.jpg user:bob deny'" in out
+
+
+def test_groups(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "--db", db, "group", "add", "staff", "ann")[0] == 0
+    assert run(capsys, "--db", db, "group", "list")[1] == "staff  ann\n"
+    assert run(capsys, "--db", db, "group", "remove", "staff", "ann")[0] == 0
+    code, _, err = run(capsys, "--db", db, "group", "remove", "staff", "ann")
+    assert code == 2 and "not a member" in err
+    with pytest.raises(SystemExit):
+        main(["--db", db, "group", "add", "staff"])
+
+
+def test_export_import(db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, "--db", db, "grant", "a b/*.jpg", "anyone", "thumb")
+    run(capsys, "--db", db, "group", "add", "g", "u")
+    out_file = tmp_path / "rules.txt"
+    assert run(capsys, "--db", db, "export", "-o", str(out_file))[0] == 0
+    code, text, _ = run(capsys, "--db", db, "export")
+    assert code == 0 and text == out_file.read_text()
+    other = str(tmp_path / "other.db")
+    run(capsys, "--db", other, "init")
+    code, out, _ = run(capsys, "--db", other, "import", str(out_file))
+    assert code == 0 and "imported 1 rule(s) and 1 membership(s)" in out
+    assert run(capsys, "--db", other, "export")[1] == text
+
+
+def test_apache_conf(db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys,
+        "--db",
+        db,
+        "apache-conf",
+        "--root",
+        str(tmp_path),
+        "--url-path",
+        "/pics",
+        "--login-url",
+        "/login",
+        "--deny-status",
+        "404",
+    )
+    assert code == 0
+    assert f"Alias /pics {tmp_path}" in out
+    assert f"PythonOption imageguard.acl_db {db}" in out
+    assert "PythonOption imageguard.deny_status 404" in out
+    package_dir = str(Path(imageguard.__file__).resolve().parents[1])
+    assert f"PythonPath \"['{package_dir}'" in out
+    for handler in ("Access", "Authen", "Authz"):
+        assert f"Python{handler}Handler imageguard.handlers" in out
+    code, out, _ = run(capsys, "apache-conf", "--root", str(tmp_path), "--htaccess")
+    assert code == 0 and out.startswith("# imageguard access gate")
+
+
+def test_help_reads_well(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("init", "grant", "revoke", "rules", "group", "explain", "export", "import"):
+        assert command in out
+    assert "user:NAME, group:NAME, authenticated, anyone" in out
+
+
+def test_options_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "options")
+    assert code == 0 and "imageguard.acl_db" in out and "imageguard.login_url" in out

@@ -1,0 +1,118 @@
+"""The access gate's pure decision, on a real file tree."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from imageguard.errors import ConfigError
+from imageguard.gate import Gate, parse_extensions, relative_to_root
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "cat.jpg").write_bytes(b"x")
+    (root / "a" / "CAT.PNG").write_bytes(b"x")
+    (root / "a" / "notes.txt").write_bytes(b"x")
+    (root / "a" / "archive.tar.jpg").write_bytes(b"x")
+    (root / "a" / "image.jpg.txt").write_bytes(b"x")
+    (root / "a" / "dir.jpg").mkdir()
+    (root / ".git").mkdir()
+    (root / ".git" / "x.jpg").write_bytes(b"x")
+    os.mkfifo(root / "a" / "pipe.jpg")
+    outside = tmp_path / "outside.jpg"
+    outside.write_bytes(b"x")
+    (root / "a" / "out.jpg").symlink_to(outside)
+    (root / "a" / "in.jpg").symlink_to(root / "a" / "cat.jpg")
+    (root / "a" / "txt.jpg").symlink_to(root / "a" / "notes.txt")
+    (root / "a" / "dangling.jpg").symlink_to(root / "a" / "nothing.jpg")
+    return root
+
+
+def check(gate: Gate, rel: str, method: str = "GET", path_info: str = "") -> tuple[int, str]:
+    verdict = gate.check(method, os.path.join(gate.root, rel), path_info)
+    return verdict.status, verdict.relpath
+
+
+@pytest.mark.parametrize(
+    ("rel", "expected"),
+    [
+        ("a/cat.jpg", (200, "a/cat.jpg")),
+        ("a/CAT.PNG", (200, "a/CAT.PNG")),
+        ("a/archive.tar.jpg", (200, "a/archive.tar.jpg")),  # only the last extension counts
+        ("a/image.jpg.txt", (403, "")),
+        ("a/notes.txt", (403, "")),
+        ("a/dir.jpg", (403, "")),
+        ("a/pipe.jpg", (403, "")),
+        ("a/out.jpg", (403, "")),
+        ("a/txt.jpg", (403, "")),
+        ("a/in.jpg", (200, "a/cat.jpg")),  # decided on the real file
+        ("a/missing.jpg", (404, "")),
+        ("a/dangling.jpg", (404, "")),
+        (".git/x.jpg", (403, "")),
+        ("a/../../outside.jpg", (403, "")),
+        ("", (403, "")),
+    ],
+)
+def test_gate(tree: Path, rel: str, expected: tuple[int, str]) -> None:
+    assert check(Gate.create(str(tree)), rel) == expected
+
+
+def test_methods_and_path_info(tree: Path) -> None:
+    gate = Gate.create(str(tree))
+    assert check(gate, "a/cat.jpg", method="HEAD")[0] == 200
+    assert check(gate, "a/cat.jpg", method="POST")[0] == 405
+    assert check(gate, "a/cat.jpg", method="get")[0] == 405
+    assert check(gate, "a/cat.jpg", path_info="/x.jpg")[0] == 403
+    assert gate.check("GET", "", "").status == 403
+
+
+def test_reasons_name_the_problem(tree: Path) -> None:
+    gate = Gate.create(str(tree))
+    assert "extension '.txt'" in gate.check("GET", str(tree / "a/notes.txt"), "").reason
+    assert "hidden" in gate.check("GET", str(tree / ".git/x.jpg"), "").reason
+    assert "outside" in gate.check("GET", str(tree / "a/out.jpg"), "").reason
+    assert "/x.jpg" in gate.check("GET", str(tree / "a/cat.jpg"), "/x.jpg").reason
+
+
+def test_root_reached_through_a_link(tree: Path, tmp_path: Path) -> None:
+    link = tmp_path / "link"
+    link.symlink_to(tree)
+    gate = Gate.create(str(link))
+    assert gate.root == str(tree)
+    assert gate.check("GET", str(link / "a/cat.jpg"), "").relpath == "a/cat.jpg"
+    assert gate.check("GET", str(link / "a/notes.txt"), "").status == 403
+
+
+def test_custom_extensions(tree: Path) -> None:
+    gate = Gate.create(str(tree), "txt")
+    assert check(gate, "a/notes.txt")[0] == 200
+    assert check(gate, "a/cat.jpg")[0] == 403
+
+
+@pytest.mark.parametrize("text", ["", "   ", "a/b", ".tar.gz", "."])
+def test_bad_extension_lists(text: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_extensions(text)
+
+
+def test_extension_list_forms() -> None:
+    assert parse_extensions("jpg, .PNG  webp") == {".jpg", ".png", ".webp"}
+
+
+def test_missing_root(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not a directory"):
+        Gate.create(str(tmp_path / "nope"))
+    with pytest.raises(ConfigError, match="not set"):
+        Gate.create("")
+
+
+def test_relative_to_root() -> None:
+    assert relative_to_root("/r/a/b.jpg", "/r") == "a/b.jpg"
+    assert relative_to_root("/rx/b.jpg", "/r") is None
+    assert relative_to_root("/r", "/r") == ""
+    assert relative_to_root("/a.jpg", "/") == "a.jpg"

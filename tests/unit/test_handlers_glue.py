@@ -1,0 +1,185 @@
+"""The mod_python adapters' glue, with a stand-in for mod_python (unit level only).
+
+What Apache does with the statuses is proven in tests/integration; here, only that every
+path returns an explicit status, that errors fail closed, and that log lines stay single.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from imageguard.store import AclStore
+
+
+class Table(dict):
+    def add(self, key: str, value: str) -> None:
+        self[key] = f"{self[key]}, {value}" if key in self else value
+
+
+def fake_apache() -> types.ModuleType:
+    apache = types.ModuleType("mod_python.apache")
+    constants = {
+        "OK": 0,
+        "HTTP_MOVED_TEMPORARILY": 302,
+        "HTTP_UNAUTHORIZED": 401,
+        "HTTP_FORBIDDEN": 403,
+        "HTTP_NOT_FOUND": 404,
+        "HTTP_METHOD_NOT_ALLOWED": 405,
+        "HTTP_INTERNAL_SERVER_ERROR": 500,
+        "APLOG_ERR": 3,
+        "APLOG_INFO": 6,
+    }
+    for name, value in constants.items():
+        setattr(apache, name, value)
+    return apache
+
+
+@pytest.fixture
+def handlers(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType]:
+    package = types.ModuleType("mod_python")
+    package.apache = fake_apache()  # type: ignore[attr-defined]
+    c_module = types.ModuleType("_apache")
+    c_module._global_lock = lambda *a: None  # type: ignore[attr-defined]
+    c_module._global_unlock = lambda *a: None  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "mod_python", package)
+    monkeypatch.setitem(sys.modules, "mod_python.apache", package.apache)
+    monkeypatch.setitem(sys.modules, "_apache", c_module)
+    sys.modules.pop("imageguard.handlers", None)
+    yield importlib.import_module("imageguard.handlers")
+    sys.modules.pop("imageguard.handlers", None)
+
+
+class FakeRequest:
+    def __init__(self, root: Path, rel: str, options: dict[str, str], **kw: object) -> None:
+        self.filename = str(root / rel)
+        self.uri = "/images/" + rel
+        self.unparsed_uri = self.uri
+        self.path_info = ""
+        self.method = "GET"
+        self.user: str | None = None
+        self.headers_in = Table(kw.pop("headers", {}))  # type: ignore[arg-type]
+        self.headers_out = Table()
+        self.err_headers_out = Table()
+        self.hlist = types.SimpleNamespace(directory=str(root) + "/")
+        self.server = object()
+        self.logged: list[tuple[str, int]] = []
+        self._options = options
+        self.allowed: list[str] = []
+        for key, value in kw.items():
+            setattr(self, key, value)
+
+    def get_options(self) -> dict[str, str]:
+        return self._options
+
+    def log_error(self, message: str, level: int) -> None:
+        self.logged.append((message, level))
+
+    def allow_methods(self, methods: list[str], reset: int = 0) -> None:
+        self.allowed = methods
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    root = tmp_path / "images"
+    root.mkdir()
+    (root / "a.jpg").write_bytes(b"jpeg")
+    (root / "open.jpg").write_bytes(b"jpeg")
+    db = tmp_path / "acl.db"
+    with AclStore.create(db) as store:
+        store.grant("open.jpg", "anyone", "full")
+    options = {
+        "imageguard.acl_db": str(db),
+        "mod_python.session.session_type": "FileSession",
+        "mod_python.file_session.database_directory": str(tmp_path / "sessions"),
+    }
+    return root, options
+
+
+def test_access_ok_and_refusals(
+    handlers: types.ModuleType, site: tuple[Path, dict[str, str]]
+) -> None:
+    root, options = site
+    assert handlers.accesshandler(FakeRequest(root, "a.jpg", options)) == 0
+    req = FakeRequest(root, "a.jpg", options, method="POST")
+    assert handlers.accesshandler(req) == 405 and req.allowed == ["GET", "HEAD"]
+    req = FakeRequest(root, "a.jpg", options, path_info="/x.jpg")
+    assert handlers.accesshandler(req) == 403
+    assert len(req.logged) == 1 and req.logged[0][1] == 3
+
+
+def test_anonymous_flow(handlers: types.ModuleType, site: tuple[Path, dict[str, str]]) -> None:
+    root, options = site
+    req = FakeRequest(root, "open.jpg", options)
+    assert handlers.authenhandler(req) == 0 and req.user == ""
+    assert handlers.authzhandler(req) == 0
+    assert req.headers_out["Cache-Control"] == "private, max-age=0"
+    req = FakeRequest(root, "a.jpg", options)
+    assert handlers.authenhandler(req) == 401
+    html = {"Accept": "text/html"}
+    req = FakeRequest(
+        root, "a.jpg", {**options, "imageguard.login_url": "/login?x=1"}, headers=html
+    )
+    assert handlers.authenhandler(req) == 302
+    assert req.err_headers_out["Location"] == "/login?x=1&back=%2Fimages%2Fa.jpg"
+
+
+def test_authz_alone_denies_without_grant(
+    handlers: types.ModuleType, site: tuple[Path, dict[str, str]]
+) -> None:
+    root, options = site
+    req = FakeRequest(root, "a.jpg", {**options, "imageguard.deny_status": "404"})
+    assert handlers.authzhandler(req) == 404
+    assert req.err_headers_out["Cache-Control"] == "private, no-store"
+
+
+@pytest.mark.parametrize("phase", ["accesshandler", "authenhandler", "authzhandler"])
+def test_unexpected_errors_fail_closed(
+    handlers: types.ModuleType, site: tuple[Path, dict[str, str]], phase: str
+) -> None:
+    root, options = site
+
+    class Exploding(FakeRequest):
+        def get_options(self) -> dict[str, str]:
+            raise RuntimeError("boom\nsecond line")
+
+    req = Exploding(root, "open.jpg", options)
+    assert getattr(handlers, phase)(req) == 500
+    ((message, level),) = req.logged
+    assert level == 3 and "\n" not in message
+    assert "internal error RuntimeError: boom\\nsecond line" in message
+
+
+@pytest.mark.parametrize(
+    ("options", "text"),
+    [
+        ({"imageguard.deny_status": "200"}, "403 or 404"),
+        ({"imageguard.acl_db": "/nonexistent/acl.db"}, "does not exist"),
+        ({"imageguard.acl_db": ""}, "imageguard.acl_db is not set"),
+    ],
+)
+def test_config_and_store_errors_are_500(
+    handlers: types.ModuleType,
+    site: tuple[Path, dict[str, str]],
+    options: dict[str, str],
+    text: str,
+) -> None:
+    root, base = site
+    req = FakeRequest(root, "open.jpg", {**base, **options})
+    assert handlers.authzhandler(req) == 500
+    assert any(text in message for message, _ in req.logged)
+
+
+def test_log_lines_escape_hostile_names(
+    handlers: types.ModuleType, site: tuple[Path, dict[str, str]]
+) -> None:
+    root, options = site
+    req = FakeRequest(root, "x\r\nFAKE: line.txt", options)
+    assert handlers.accesshandler(req) == 403
+    assert req.logged
+    assert all("\n" not in m and "\r" not in m for m, _ in req.logged)

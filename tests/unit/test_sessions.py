@@ -1,0 +1,129 @@
+"""Session cookie parsing, identity extraction and the readers' refusal paths.
+
+The readers' happy path is proven against sessions written by mod_python itself, in the
+integration tests; here only what needs no stored session is tested.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imageguard.cookies import find_cookie
+from imageguard.errors import ConfigError
+from imageguard.sessions import (
+    DbmSessionReader,
+    FileSessionReader,
+    SessionKeys,
+    StoredSession,
+    identity_from_session,
+    make_reader,
+    valid_sid,
+)
+
+SID = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ([], None),
+        (["a=1; b=2"], None),
+        (["pysid=abc"], "abc"),
+        (["a=1; pysid=abc; b=2"], "abc"),
+        (['pysid="abc"'], "abc"),
+        (["pysid=one", "x=1; pysid=two"], "two"),  # the last one wins, as in mod_python
+        (["xpysid=abc; pysidx=def"], None),
+        (["pysid"], None),
+        (["pysid="], ""),
+    ],
+)
+def test_find_cookie(headers: list[str], expected: str | None) -> None:
+    assert find_cookie(headers, "pysid") == expected
+
+
+@pytest.mark.parametrize(
+    ("sid", "ok"),
+    [
+        (SID, True),
+        (SID.upper(), False),
+        (SID[:-1], False),
+        (SID + "0", False),
+        ("../" + SID[3:], False),
+        (SID + "\n", False),
+        (None, False),
+    ],
+)
+def test_valid_sid(sid: str | None, ok: bool) -> None:
+    assert valid_sid(sid) is ok
+
+
+def session(data: dict[str, object], accessed: float = 100.0, timeout: float = 60) -> StoredSession:
+    return StoredSession(data, accessed, timeout)
+
+
+def test_expiry_follows_mod_python() -> None:
+    live = session({}, accessed=100, timeout=60)
+    assert live.alive(160) and not live.alive(160.5)
+
+
+@pytest.mark.parametrize(
+    ("data", "user", "groups"),
+    [
+        ({"user": "bob"}, "bob", set()),
+        ({"user": "bob", "groups": ["a", "b"]}, "bob", {"a", "b"}),
+        ({"user": "bob", "groups": ("a",)}, "bob", {"a"}),
+        ({"user": "bob", "groups": "a, b c"}, "bob", {"a", "b", "c"}),
+        ({"user": "bob", "groups": ["ok", "bad/name", 7, ""]}, "bob", {"ok"}),
+        ({"user": "bob", "groups": 12}, "bob", set()),
+    ],
+)
+def test_identity_from_session(data: dict[str, object], user: str, groups: set[str]) -> None:
+    identity = identity_from_session(session(data), SessionKeys())
+    assert identity is not None
+    assert (identity.user, set(identity.groups)) == (user, groups)
+
+
+@pytest.mark.parametrize(
+    "data", [{}, {"user": ""}, {"user": 5}, {"user": "a/b"}, {"user": ".."}, {"name": "bob"}]
+)
+def test_no_identity(data: dict[str, object]) -> None:
+    assert identity_from_session(session(data), SessionKeys()) is None
+
+
+def test_custom_keys() -> None:
+    keys = SessionKeys("login", "roles")
+    identity = identity_from_session(session({"login": "ann", "roles": ["x"]}), keys)
+    assert identity is not None and identity.user == "ann" and identity.groups == {"x"}
+
+
+def test_file_reader_refuses_bad_sids_and_missing_files(tmp_path: Path) -> None:
+    reader = FileSessionReader(str(tmp_path))
+    assert reader.path_of(SID) == str(tmp_path / "mp_sess" / "01" / SID)
+    assert reader.load("../../etc/passwd") is None
+    assert reader.load(SID) is None
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage", b"\x80\x04K\x01.", b"\x80\x04}\x94."])
+def test_file_reader_treats_unreadable_content_as_no_session(
+    tmp_path: Path, content: bytes
+) -> None:
+    reader = FileSessionReader(str(tmp_path))
+    path = Path(reader.path_of(SID))
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    assert reader.load(SID) is None
+
+
+def test_dbm_reader_without_database(tmp_path: Path) -> None:
+    reader = DbmSessionReader(str(tmp_path / "sessions"))
+    assert reader.load(SID) is None
+    assert reader.load("nope") is None
+
+
+def test_make_reader() -> None:
+    assert isinstance(make_reader("FileSession", "/d", "/f"), FileSessionReader)
+    assert isinstance(make_reader("DbmSession", "/d", "/f"), DbmSessionReader)
+    with pytest.raises(ConfigError, match="MemorySession"):
+        make_reader("MemorySession", "/d", "/f")

@@ -1,0 +1,82 @@
+"""Parsing PythonOption values, and the per-configuration runtime cache."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from imageguard.errors import ConfigError
+from imageguard.runtime import runtime_for
+from imageguard.settings import Settings
+
+
+def test_defaults(tmp_path: Path) -> None:
+    settings = Settings.from_options({}, default_root=str(tmp_path))
+    assert settings.root == str(tmp_path)
+    assert settings.extensions == {".jpg", ".jpeg", ".png", ".gif", ".webp"}
+    assert settings.deny_status == 403 and settings.max_age == 0
+    assert settings.session_type == "DbmSession"
+    assert settings.cookie_name == "pysid"
+    assert settings.session_directory == tempfile.gettempdir()
+    assert settings.dbm_filename == str(Path(tempfile.gettempdir()) / "mp_sess.dbm")
+    assert settings.session_keys.user_key == "user"
+    assert settings.login_url is None and settings.acl_db is None
+
+
+def test_mod_python_option_precedence() -> None:
+    settings = Settings.from_options(
+        {
+            "mod_python.session.database_directory": "/general",
+            "mod_python.file_session.database_directory": "/files",
+            "mod_python.dbm_session.database_directory": "/dbmdir",
+            "mod_python.session.cookie_name": "sid",
+        }
+    )
+    assert settings.session_directory == "/files"
+    assert settings.dbm_filename == "/dbmdir/mp_sess.dbm"
+    assert settings.cookie_name == "sid"
+    named = Settings.from_options({"mod_python.dbm_session.database_filename": "/x/db"})
+    assert named.dbm_filename == "/x/db"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"imageguard.deny_status": "500"}, "403 or 404"),
+        ({"imageguard.deny_status": "four"}, "whole number"),
+        ({"imageguard.max_age": "-1"}, "negative"),
+        ({"imageguard.login_url": "javascript:x"}, "login_url"),
+        ({"imageguard.extensions": ""}, "empty"),
+        ({"imageguard.user_key": " "}, "empty"),
+        ({"imageguard.acl_dbb": "/x"}, "unknown option imageguard.acl_dbb"),
+        ({"mod_python.session.session_type": "MemorySession"}, "MemorySession"),
+    ],
+)
+def test_bad_options(options: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_options(options)
+
+
+def test_runtime_is_built_once_per_configuration(tmp_path: Path) -> None:
+    built: list[Settings] = []
+
+    def build(settings: Settings) -> object:
+        built.append(settings)
+        return object()
+
+    options = {"imageguard.root": str(tmp_path), "unrelated": "1"}
+    first = runtime_for(options, "", build)  # type: ignore[arg-type]
+    again = runtime_for({**options, "unrelated": "2"}, "", build)  # type: ignore[arg-type]
+    other = runtime_for({**options, "imageguard.max_age": "5"}, "", build)  # type: ignore[arg-type]
+    assert first is again and other is not first
+    assert len(built) == 2
+
+
+def test_config_errors_are_not_cached(tmp_path: Path) -> None:
+    options = {"imageguard.root": str(tmp_path / "later")}
+    with pytest.raises(ConfigError):
+        runtime_for(options, "")
+    (tmp_path / "later").mkdir()
+    assert runtime_for(options, "").gate.root == str(tmp_path / "later")
