@@ -10,7 +10,7 @@ APT_PACKAGES  := apache2 libapache2-mod-python python3-venv
 STAMP         := $(VENV)/.installed
 PORT          ?= 8080
 
-.PHONY: all deps apt test unit integration lint demo clean
+.PHONY: all deps apt test unit integration lint demo clean apache-conf
 
 all: test
 
@@ -47,6 +47,11 @@ test: deps
 
 demo: deps
 	PORT=$(PORT) $(VPY) -m imageguard.demo
+
+# Rewrite the example files in apache_conf/ from the generator (a unit test compares them).
+apache-conf: deps
+	$(VPY) -c "from imageguard.apacheconf import shipped_files; \
+	[open('apache_conf/' + n, 'w').write(t) for n, t in shipped_files().items()]"
 
 clean:
 	rm -rf $(VENV) .demo build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -85,9 +85,23 @@ class SiteConfig:
         return lines
 
 
-def directory_block(site: SiteConfig, *, extra_python_path: list[str] | None = None) -> str:
-    """The httpd.conf snippet that protects *site.root*, served at *site.url_path*."""
+PORTABLE_PYTHON_PATH = (
+    "# PythonPath \"['/opt/imageguard/venv/lib/python3.11/site-packages'] + sys.path\"\n"
+    "    # (not needed when imageguard is installed for /usr/bin/python3 itself; for a venv,\n"
+    "    #  `imageguard apache-conf` prints the right line for your installation)"
+)
+
+
+def directory_block(
+    site: SiteConfig, *, extra_python_path: list[str] | None = None, portable: bool = False
+) -> str:
+    """The httpd.conf snippet that protects *site.root*, served at *site.url_path*.
+
+    With *portable*, the ``PythonPath`` line is a commented example instead of this
+    installation's directories (for the shipped ``apache_conf/`` files).
+    """
     root = os.path.abspath(site.root)
+    path_line = PORTABLE_PYTHON_PATH if portable else python_path_directive(extra_python_path)
     indent = "    "
     options = "\n".join(indent + line for line in site.option_lines())
     alias = f"Alias {site.url_path.rstrip('/') or '/'} {root}\n" if site.url_path else ""
@@ -98,7 +112,7 @@ def directory_block(site: SiteConfig, *, extra_python_path: list[str] | None = N
     AllowOverride None
 
     # Where this imageguard and Pillow are installed (PythonPath replaces sys.path).
-    {python_path_directive(extra_python_path)}
+    {path_line}
     # A separate interpreter keeps this PythonPath from clashing with an application's.
     PythonInterpreter imageguard
 
@@ -132,3 +146,22 @@ def htaccess(extensions: str = "", root: str = "") -> str:
     if extensions:
         lines.append(f'PythonOption imageguard.extensions "{extensions}"')
     return "\n".join(lines) + "\n"
+
+
+#: The example site that the shipped ``apache_conf/imageguard.conf`` is written for.
+EXAMPLE_SITE = SiteConfig(
+    root="/srv/images",
+    url_path="/images",
+    acl_db="/var/lib/imageguard/acl.db",
+    session_type="FileSession",
+    session_directory="/var/lib/myapp/sessions",
+    login_url="/login",
+)
+
+
+def shipped_files() -> dict[str, str]:
+    """The files in ``apache_conf/``, by name (a test checks they match this output)."""
+    return {
+        "imageguard.conf": directory_block(EXAMPLE_SITE, portable=True),
+        "htaccess.example": htaccess(),
+    }
