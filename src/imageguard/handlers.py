@@ -28,7 +28,6 @@ from .acl import Decision
 from .errors import ConfigError, ImageGuardError, StoreError
 from .gate import GateVerdict
 from .levels import Level
-from .principals import ANONYMOUS
 from .runtime import Login, Runtime, runtime_for
 
 import _apache  # isort: skip  (mod_python's C module; exists only inside Apache)
@@ -40,22 +39,29 @@ _STATE_ATTR = "imageguard_state"
 
 
 class _RequestState:
-    """What one request has learnt so far; kept on the request object across phases."""
+    """What one request has learnt so far; kept on the request object across phases.
 
-    __slots__ = ("decision", "filename", "login", "verdict")
+    mod_python keeps one request object per Apache request for every phase, so the
+    configuration is looked up once, and the gate's verdict, the login and the decision
+    are each worked out once, whichever phases are configured.
+    """
 
-    def __init__(self, filename: str) -> None:
+    __slots__ = ("decision", "filename", "login", "runtime", "verdict")
+
+    def __init__(self, filename: str, runtime: Runtime) -> None:
         self.filename = filename
+        self.runtime = runtime
         self.verdict: GateVerdict | None = None
         self.login: Login | None = None
         self.decision: Decision | None = None
 
 
 def _state(req: Any) -> _RequestState:
-    """This request's state; made anew when the file name changed since it was stored."""
+    """This request's state; made anew if the file name changed since it was stored."""
     state = getattr(req, _STATE_ATTR, None)
     if state is None or state.filename != req.filename:
-        state = _RequestState(req.filename)
+        runtime = runtime_for(req.get_options(), (req.hlist.directory or "").rstrip("/"))
+        state = _RequestState(req.filename, runtime)
         setattr(req, _STATE_ATTR, state)
     return state
 
@@ -67,10 +73,6 @@ def _one_line(text: str) -> str:
 
 def _log(req: Any, level: int, message: str) -> None:
     req.log_error(_one_line(f"imageguard: {message} [{req.uri}]"), level)
-
-
-def _runtime(req: Any) -> Runtime:
-    return runtime_for(req.get_options(), (req.hlist.directory or "").rstrip("/"))
 
 
 def _fail_closed(req: Any, phase: str, exc: BaseException) -> int:
@@ -89,9 +91,11 @@ def _fail_closed(req: Any, phase: str, exc: BaseException) -> int:
     return apache.HTTP_INTERNAL_SERVER_ERROR
 
 
-def _gate(req: Any, runtime: Runtime, state: _RequestState) -> GateVerdict:
+def _gate(req: Any, state: _RequestState) -> GateVerdict:
     if state.verdict is None:
-        state.verdict = runtime.gate.check(req.method, req.filename or "", req.path_info or "")
+        state.verdict = state.runtime.gate.check(
+            req.method, req.filename or "", req.path_info or ""
+        )
     return state.verdict
 
 
@@ -119,17 +123,17 @@ def _dbm_lock(server: Any) -> Iterator[None]:
         _apache._global_unlock(server, None, 0)
 
 
-def _login(req: Any, runtime: Runtime, state: _RequestState) -> Login:
+def _login(req: Any, state: _RequestState) -> Login:
     if state.login is None:
         server = req.server
-        state.login = runtime.login(_cookie_headers(req), lambda: _dbm_lock(server))
+        state.login = state.runtime.login(_cookie_headers(req), lambda: _dbm_lock(server))
     return state.login
 
 
-def _decision(runtime: Runtime, state: _RequestState) -> Decision:
+def _decision(state: _RequestState) -> Decision:
     if state.decision is None:
         assert state.verdict is not None and state.login is not None
-        state.decision = runtime.decide(state.verdict.relpath, state.login.identity)
+        state.decision = state.runtime.decide(state.verdict.relpath, state.login.identity)
     return state.decision
 
 
@@ -148,8 +152,7 @@ def _login_redirect(req: Any, login_url: str) -> int:
 def accesshandler(req: Any) -> int:
     """Access phase: refuse methods, path tricks and extensions the gate does not allow."""
     try:
-        runtime = _runtime(req)
-        verdict = _gate(req, runtime, _state(req))
+        verdict = _gate(req, _state(req))
         if not verdict.allowed:
             return _refuse_gate(req, verdict)
         return apache.OK
@@ -165,21 +168,20 @@ def authenhandler(req: Any) -> int:
     gets 401.
     """
     try:
-        runtime = _runtime(req)
         state = _state(req)
-        verdict = _gate(req, runtime, state)
+        verdict = _gate(req, state)
         if not verdict.allowed:
             return _refuse_gate(req, verdict)
-        login = _login(req, runtime, state)
+        login = _login(req, state)
         if login.identity.authenticated:
             req.user = login.identity.user
             return apache.OK
         if login.suspicious:
             _log(req, apache.APLOG_ERR, f"ignored session cookie: {login.reason}")
-        if _decision(runtime, state).granted:
+        if _decision(state).granted:
             req.user = ""  # logged as "" in the access log: an anonymous viewer
             return apache.OK
-        login_url = runtime.settings.login_url
+        login_url = state.runtime.settings.login_url
         if login_url and _wants_html(req):
             return _login_redirect(req, login_url)
         _log(req, apache.APLOG_INFO, f"login required: {login.reason}")
@@ -191,25 +193,22 @@ def authenhandler(req: Any) -> int:
 def authzhandler(req: Any) -> int:
     """Authorization phase: serve the image only when the ACL grants a served level."""
     try:
-        runtime = _runtime(req)
         state = _state(req)
-        verdict = _gate(req, runtime, state)
+        verdict = _gate(req, state)
         if not verdict.allowed:
             return _refuse_gate(req, verdict)
-        if state.login is None:
-            _login(req, runtime, state)
-        decision = _decision(runtime, state)
-        settings = runtime.settings
+        login = _login(req, state)
+        decision = _decision(state)
+        settings = state.runtime.settings
         if decision.level >= SERVED_LEVEL:
             req.headers_out["Cache-Control"] = f"private, max-age={settings.max_age}"
             req.headers_out.add("Vary", "Cookie")
             req.headers_out["X-Content-Type-Options"] = "nosniff"
             return apache.OK
-        identity = state.login.identity if state.login else ANONYMOUS
         why = decision.reason
         if decision.granted:
             why += f"; level {decision.level.label} is not served yet"
-        _log(req, apache.APLOG_ERR, f"denied {identity}: {why}")
+        _log(req, apache.APLOG_ERR, f"denied {login.identity}: {why}")
         req.err_headers_out["Cache-Control"] = "private, no-store"
         return settings.deny_status
     except Exception as exc:
