@@ -61,7 +61,7 @@ def _jpeg(path: Path, size: tuple[int, int], colour: str, label: str = "") -> No
 
 
 def make_docroot(docroot: Path) -> None:
-    """The sample files every example serves (placeholder.jpg is the biggest file)."""
+    """The sample files every example serves."""
     for name in ("trace/hello.txt", "trace/login/hello.txt"):
         path = docroot / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,6 +79,8 @@ def make_docroot(docroot: Path) -> None:
         _jpeg(docroot / directory / "draft-sunset.jpg", (32, 24), "red")
         _jpeg(docroot / directory / "sunset.jpg", (64, 48), "yellow")
         _jpeg(docroot / directory / "placeholder.jpg", (320, 240), "grey", "not published yet")
+        # A draft bigger than the placeholder (to show the other failure without finfo).
+        _jpeg(docroot / directory / "draft-poster.jpg", (640, 480), "navy", "draft poster")
     prepare_readable(docroot)
 
 

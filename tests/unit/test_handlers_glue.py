@@ -50,9 +50,11 @@ def handlers(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType]:
     monkeypatch.setitem(sys.modules, "mod_python", package)
     monkeypatch.setitem(sys.modules, "mod_python.apache", package.apache)
     monkeypatch.setitem(sys.modules, "_apache", c_module)
-    sys.modules.pop("imageguard.handlers", None)
+    for name in ("imageguard.handlers", "imageguard.adapters"):
+        sys.modules.pop(name, None)
     yield importlib.import_module("imageguard.handlers")
-    sys.modules.pop("imageguard.handlers", None)
+    for name in ("imageguard.handlers", "imageguard.adapters"):
+        sys.modules.pop(name, None)
 
 
 class FakeRequest:

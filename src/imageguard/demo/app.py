@@ -46,6 +46,11 @@ DEFAULT_BACK = "/gallery"
 _SID = re.compile(r"[0-9a-f]{32}\Z")
 _TEMPLATE = string.Template((Path(__file__).with_name("page.html")).read_text("utf-8"))
 #: Compared against when the user name is unknown, so that both cases cost the same.
+_LOCK_SVG = (
+    '<svg class="icon" viewBox="0 0 24 24" width="44" height="44" aria-hidden="true">'
+    '<path d="M7 10V7a5 5 0 0 1 10 0v3" fill="none" stroke="currentColor" stroke-width="2"/>'
+    '<rect x="4" y="10" width="16" height="11" rx="2" fill="currentColor"/></svg>'
+)
 _DUMMY = {"salt": "00" * 16, "iterations": 100_000, "hash": "00" * 32}
 
 
@@ -263,8 +268,8 @@ def _figure(url: str, rel: str, level: Level | None, reason: str) -> str:
 <figure class="card">
   <div class="frame">
     <img src="{src}" alt="{esc(rel)}" onload="ig(this, 1)" onerror="ig(this, 0)">
-    <div class="lock"><span class="icon">&#128274;</span><b>Refused</b>
-      <span>Apache answered 403: imageguard said no</span></div>
+    <div class="lock">{_LOCK_SVG}<b>Refused</b>
+      <span>Apache did not send it: imageguard said no</span></div>
   </div>
   <figcaption>
     <div class="path"><a href="{src}"><code>{esc(rel)}</code></a>
@@ -321,6 +326,18 @@ def gallery(req: Any) -> int:
         )
         for rel in images
     )
+    explain_steps = f"""
+  <p>Every picture is a plain <code>&lt;img src="{esc(base)}/..."&gt;</code>. For each one
+  Apache ran imageguard's three handlers before sending anything:</p>
+  <ol>
+    <li><b>access</b>: is it an image file inside the protected root, asked for with GET?</li>
+    <li><b>authen</b>: whose <code>pysid</code> session cookie is this? The session file
+      is the one this application wrote; imageguard only reads it.</li>
+    <li><b>authz</b>: does the most specific matching rule grant <code>full</code>?</li>
+  </ol>
+  <p>Yes: Apache sent the file itself (sendfile, ETag, Range; Python never touches the
+  bytes). No: 403 (401 when nobody is logged in), shown here as a lock. The line under
+  each image is what <code>imageguard explain</code> says about it.</p>"""
     if user is None:
         intro = f"""
 <h1>Gallery: what anyone may see</h1>
@@ -332,35 +349,33 @@ def gallery(req: Any) -> int:
   <input type="hidden" name="back" value="{esc(DEFAULT_BACK)}">
   <button type="submit">Log in</button>
 </form>
-<div class="explain">Without a session your browser is <b>anonymous</b>: only rules for
-<code>anyone</code> apply. Open a locked image's link and imageguard sends you to the login
-page first (<code>imageguard.login_url</code>), then back to the image.</div>"""
+<p class="lead">Without a session your browser is <b>anonymous</b>: only rules for
+<code>anyone</code> apply. Open a locked image's link and imageguard sends you to the
+login page first (<code>imageguard.login_url</code>), then back to the image.</p>"""
+        details = f"""
+<h2>What imageguard did</h2>
+<div class="explain">{explain_steps}</div>"""
     else:
         from_session = ", ".join(sorted(groups)) or "none"
         from_store = ", ".join(sorted(store_groups)) or "none"
         intro = f"""
 <h1>Gallery for {esc(user)}</h1>
+<p class="lead">Groups from your session: <b>{esc(from_session)}</b>; from the ACL store:
+<b>{esc(from_store)}</b>. Each picture below is requested from Apache, which asks
+imageguard whether <b>{esc(user)}</b> may see it.</p>"""
+        details = f"""
+<h2>What imageguard did</h2>
 <div class="explain">
   <p>This page comes from a small mod_python application (<code>imageguard.demo.app</code>).
   When you logged in it did what any mod_python application does:
   <code>session = Session.Session(req)</code>, <code>session["user"] = {esc(repr(user))}</code>,
-  <code>session["groups"] = {esc(repr(sorted(groups)))}</code>, <code>session.save()</code>.
-  Groups from your session: <b>{esc(from_session)}</b>; from the ACL store:
-  <b>{esc(from_store)}</b>.</p>
-  <p>Every picture below is a plain <code>&lt;img src="{esc(base)}/..."&gt;</code>. For each
-  one Apache ran imageguard's three handlers:</p>
-  <ol>
-    <li><b>access</b>: is it an image file inside the protected root, asked for with GET?</li>
-    <li><b>authen</b>: whose <code>pysid</code> session cookie is this? (here:
-      {esc(user)})</li>
-    <li><b>authz</b>: does the most specific matching rule grant <code>full</code>?</li>
-  </ol>
-  <p>Yes: Apache sent the file itself (sendfile, ETag, Range). No: 403, shown as a lock.
-  The line under each image is what <code>imageguard explain</code> says about it.</p>
+  <code>session["groups"] = {esc(repr(sorted(groups)))}</code>, <code>session.save()</code>.</p>
+  {explain_steps}
 </div>"""
     body = f"""{intro}
 <p class="tally" id="tally">Loading {len(images)} image(s)...</p>
 <div class="grid">{figures}</div>
+{details}
 <h2>Rules in the ACL store</h2>
 {rules_html}
 <h2>Try it</h2>

@@ -1,0 +1,212 @@
+"""The mod_python adapters behind :mod:`imageguard.handlers`.
+
+Each handler reads a few request facts, asks the pure core (no mod_python there) for a
+decision, and turns it into an Apache status. Every path returns an explicit status, and
+any exception becomes a refusal with a one-line log entry: an image is never served
+because something went wrong. Apache's own default handler then sends the file
+(sendfile, Range, HEAD, ETag and 304), so Python never touches the bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+from mod_python import apache
+
+from .acl import Decision
+from .errors import ConfigError, ImageGuardError, StoreError
+from .gate import GateVerdict
+from .levels import Level
+from .runtime import Login, Runtime, runtime_for
+
+import _apache  # isort: skip  (mod_python's C module; exists only inside Apache)
+
+#: The lowest level served as it is. Renditions for ``preview`` and ``thumb`` are to come.
+SERVED_LEVEL = Level.FULL
+
+_STATE_ATTR = "imageguard_state"
+
+
+class _RequestState:
+    """What one request has learnt so far; kept on the request object across phases.
+
+    mod_python keeps one request object per Apache request for every phase, so the
+    configuration is looked up once, and the gate's verdict, the login and the decision
+    are each worked out once, whichever phases are configured.
+    """
+
+    __slots__ = ("decision", "filename", "login", "runtime", "verdict")
+
+    def __init__(self, filename: str, runtime: Runtime) -> None:
+        self.filename = filename
+        self.runtime = runtime
+        self.verdict: GateVerdict | None = None
+        self.login: Login | None = None
+        self.decision: Decision | None = None
+
+
+def _state(req: Any) -> _RequestState:
+    """This request's state; made anew if the file name changed since it was stored."""
+    state = getattr(req, _STATE_ATTR, None)
+    if state is None or state.filename != req.filename:
+        runtime = runtime_for(req.get_options(), (req.hlist.directory or "").rstrip("/"))
+        state = _RequestState(req.filename, runtime)
+        setattr(req, _STATE_ATTR, state)
+    return state
+
+
+def _one_line(text: str) -> str:
+    """Make *text* safe for one log line: control characters are escaped."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+def _log(req: Any, level: int, message: str) -> None:
+    req.log_error(_one_line(f"imageguard: {message} [{req.uri}]"), level)
+
+
+def _fail_closed(req: Any, phase: str, exc: BaseException) -> int:
+    """Log an error in one line and refuse the request (500 for config, store and bugs)."""
+    if isinstance(exc, (ConfigError, StoreError)):
+        _log(req, apache.APLOG_ERR, f"{phase}: {exc}")
+        return apache.HTTP_INTERNAL_SERVER_ERROR
+    if isinstance(exc, ImageGuardError):
+        _log(req, apache.APLOG_ERR, f"{phase}: refused: {exc}")
+        return apache.HTTP_FORBIDDEN
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = f"{os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}" if tb else "?"
+    _log(req, apache.APLOG_ERR, f"{phase}: internal error {type(exc).__name__}: {exc} at {where}")
+    return apache.HTTP_INTERNAL_SERVER_ERROR
+
+
+def _gate(req: Any, state: _RequestState) -> GateVerdict:
+    if state.verdict is None:
+        state.verdict = state.runtime.gate.check(
+            req.method, req.filename or "", req.path_info or ""
+        )
+    return state.verdict
+
+
+def _refuse_gate(req: Any, verdict: GateVerdict) -> int:
+    _log(req, apache.APLOG_ERR, f"access refused ({verdict.status}): {verdict.reason}")
+    if verdict.status == apache.HTTP_METHOD_NOT_ALLOWED:
+        req.allow_methods(["GET", "HEAD"], 1)  # Apache builds the Allow header from this
+    return verdict.status
+
+
+def _cookie_headers(req: Any) -> list[str]:
+    value = req.headers_in.get("Cookie")
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+@contextlib.contextmanager
+def _dbm_lock(server: Any) -> Iterator[None]:
+    """mod_python's global mutex 0, which guards its DbmSession database."""
+    _apache._global_lock(server, None, 0)
+    try:
+        yield
+    finally:
+        _apache._global_unlock(server, None, 0)
+
+
+def _login(req: Any, state: _RequestState) -> Login:
+    if state.login is None:
+        server = req.server
+        state.login = state.runtime.login(_cookie_headers(req), lambda: _dbm_lock(server))
+    return state.login
+
+
+def _decision(state: _RequestState) -> Decision:
+    if state.decision is None:
+        assert state.verdict is not None and state.login is not None
+        state.decision = state.runtime.decide(state.verdict.relpath, state.login.identity)
+    return state.decision
+
+
+def _wants_html(req: Any) -> bool:
+    return "text/html" in (req.headers_in.get("Accept") or "")
+
+
+def _login_redirect(req: Any, login_url: str) -> int:
+    back = req.unparsed_uri or req.uri
+    joiner = "&" if "?" in login_url else "?"
+    req.err_headers_out["Location"] = f"{login_url}{joiner}back={urllib.parse.quote(back, safe='')}"
+    req.err_headers_out["Cache-Control"] = "no-store"
+    return apache.HTTP_MOVED_TEMPORARILY
+
+
+def accesshandler(req: Any) -> int:
+    """Access phase: refuse methods, path tricks and extensions the gate does not allow."""
+    try:
+        verdict = _gate(req, _state(req))
+        if not verdict.allowed:
+            return _refuse_gate(req, verdict)
+        return apache.OK
+    except Exception as exc:
+        return _fail_closed(req, "access", exc)
+
+
+def authenhandler(req: Any) -> int:
+    """Authentication phase: set ``req.user`` from the application's session.
+
+    A request without a valid login goes on only when a rule lets anyone see the image;
+    otherwise a page navigation is sent to ``imageguard.login_url`` and anything else
+    gets 401.
+    """
+    try:
+        state = _state(req)
+        verdict = _gate(req, state)
+        if not verdict.allowed:
+            return _refuse_gate(req, verdict)
+        login = _login(req, state)
+        if login.identity.authenticated:
+            req.user = login.identity.user
+            return apache.OK
+        if login.suspicious:
+            _log(req, apache.APLOG_ERR, f"ignored session cookie: {login.reason}")
+        if _decision(state).granted:
+            req.user = ""  # logged as "" in the access log: an anonymous viewer
+            return apache.OK
+        login_url = state.runtime.settings.login_url
+        if login_url and _wants_html(req):
+            return _login_redirect(req, login_url)
+        _log(req, apache.APLOG_INFO, f"login required: {login.reason}")
+        return apache.HTTP_UNAUTHORIZED
+    except Exception as exc:
+        return _fail_closed(req, "authen", exc)
+
+
+def authzhandler(req: Any) -> int:
+    """Authorization phase: serve the image only when the ACL grants a served level."""
+    try:
+        state = _state(req)
+        verdict = _gate(req, state)
+        if not verdict.allowed:
+            return _refuse_gate(req, verdict)
+        login = _login(req, state)
+        decision = _decision(state)
+        settings = state.runtime.settings
+        if decision.level >= SERVED_LEVEL:
+            req.headers_out["Cache-Control"] = f"private, max-age={settings.max_age}"
+            req.headers_out.add("Vary", "Cookie")
+            req.headers_out["X-Content-Type-Options"] = "nosniff"
+            return apache.OK
+        why = decision.reason
+        if decision.granted:
+            why += f"; level {decision.level.label} is not served yet"
+        _log(req, apache.APLOG_ERR, f"denied {login.identity}: {why}")
+        req.err_headers_out["Cache-Control"] = "private, no-store"
+        return settings.deny_status
+    except Exception as exc:
+        return _fail_closed(req, "authz", exc)
+
+
+# mod_python looks handlers up by phase name; keep the module's public surface explicit.
+__all__ = ["accesshandler", "authenhandler", "authzhandler"]
