@@ -175,7 +175,8 @@ class Site:
         return self.server.error_log_text()
 
 
-def build_site(mpm: str) -> Iterator[Site]:
+def build_site(mpm: str, **server_settings: object) -> Iterator[Site]:
+    """Build the site, start Apache with *server_settings* (ApacheConfig fields), yield."""
     workdir = make_workdir(f"imageguard-it-{mpm}-")
     root = workdir / "images"
     root.mkdir()
@@ -254,7 +255,9 @@ Alias /ht {ht}
 {file_app}
 {dbm_app}
 """
-    server = LocalApache(ApacheConfig(workdir=workdir / "apache", body=body, mpm=mpm))
+    server = LocalApache(
+        ApacheConfig(workdir=workdir / "apache", body=body, mpm=mpm, **server_settings)  # type: ignore[arg-type]
+    )
     try:
         with server:
             yield Site(server, workdir, root, db, sessions, mpm)

@@ -81,7 +81,7 @@ def banner(site: DemoSite) -> str:
     """What is printed before Apache starts: URL, users, paths, commands to try."""
     db = shlex.quote(_shown(site.db))
     cli = f"{_cli()} --db {db}"
-    width = max(len(u.name) + len(u.password) for u in site.users) + 3
+    width = max(len(u.name) + len(u.password) for u in site.users) + 5
     lines = [
         "",
         f"imageguard demo: open {site.url}",

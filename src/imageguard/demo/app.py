@@ -45,12 +45,12 @@ MAX_FORM_BYTES = 8192
 DEFAULT_BACK = "/gallery"
 _SID = re.compile(r"[0-9a-f]{32}\Z")
 _TEMPLATE = string.Template((Path(__file__).with_name("page.html")).read_text("utf-8"))
-#: Compared against when the user name is unknown, so that both cases cost the same.
 _LOCK_SVG = (
     '<svg class="icon" viewBox="0 0 24 24" width="44" height="44" aria-hidden="true">'
     '<path d="M7 10V7a5 5 0 0 1 10 0v3" fill="none" stroke="currentColor" stroke-width="2"/>'
     '<rect x="4" y="10" width="16" height="11" rx="2" fill="currentColor"/></svg>'
 )
+#: Compared against when the user name is unknown, so that both cases cost the same.
 _DUMMY = {"salt": "00" * 16, "iterations": 100_000, "hash": "00" * 32}
 
 
