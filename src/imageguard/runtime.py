@@ -18,9 +18,18 @@ from .cookies import find_cookie
 from .errors import ConfigError
 from .gate import Gate
 from .principals import ANONYMOUS, Identity
-from .sessions import LockFactory, SessionReader, identity_from_session, make_reader, valid_sid
+from .sessions import (
+    LockFactory,
+    SessionReader,
+    StoredSession,
+    identity_from_session,
+    make_reader,
+    valid_sid,
+)
 from .settings import Settings, is_relevant
 from .store import CachedAcl
+
+_IDENTITY_LIMIT = 4096
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,10 @@ class Runtime:
             settings.session_type, settings.session_directory, settings.dbm_filename
         )
         self._acl = CachedAcl(settings.acl_db) if settings.acl_db else None
+        # sid -> (the stored session object, the identity it names): the session reader
+        # returns the same object while the session is unchanged, so this skips
+        # re-validating the user and group names on every request.
+        self._identities: dict[str, tuple[StoredSession, Identity | None]] = {}
 
     @property
     def acl(self) -> CachedAcl:
@@ -72,10 +85,20 @@ class Runtime:
             return Login(ANONYMOUS, "session cookie names no stored session", suspicious=True)
         if not session.alive(time.time() if now is None else now):
             return Login(ANONYMOUS, "session expired")
-        identity = identity_from_session(session, self.settings.session_keys)
+        identity = self._identity(sid, session)
         if identity is None:
             return Login(ANONYMOUS, "session holds no logged-in user")
         return Login(identity, "session")
+
+    def _identity(self, sid: str, session: StoredSession) -> Identity | None:
+        known = self._identities.get(sid)
+        if known is not None and known[0] is session:
+            return known[1]
+        identity = identity_from_session(session, self.settings.session_keys)
+        if len(self._identities) >= _IDENTITY_LIMIT:
+            self._identities.clear()
+        self._identities[sid] = (session, identity)
+        return identity
 
     def decide(self, relpath: str, identity: Identity) -> Decision:
         """What *identity* may see of *relpath* according to the ACL store."""

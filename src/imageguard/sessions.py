@@ -133,19 +133,22 @@ class FileSessionReader:
         """Return the stored session for *sid*, or ``None`` (missing, unreadable, torn).
 
         No lock is taken (*lock* is ignored): a torn read is detected and retried instead,
-        so a page request holding its session lock never stalls the images it shows.
+        so a page request holding its session lock never stalls the images it shows. An
+        unchanged session costs one ``stat``.
         """
         if not valid_sid(sid):
             return None
         path = self.path_of(sid)
+        try:
+            cached = self._cache.get(sid, _validator(os.stat(path)))
+        except OSError:
+            return None
+        if cached is not None:
+            return cached
         for _attempt in range(_TORN_READ_RETRIES):
             try:
                 with open(path, "rb") as handle:
-                    st = os.fstat(handle.fileno())
-                    validator = _validator(st)
-                    cached = self._cache.get(sid, validator)
-                    if cached is not None:
-                        return cached
+                    validator = _validator(os.fstat(handle.fileno()))
                     blob = handle.read()
             except OSError:
                 return None

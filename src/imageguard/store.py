@@ -14,9 +14,12 @@ Why SQLite, and how it is used:
 
 :class:`AclStore` is the read-write API for the CLI and for applications.
 :class:`CachedAcl` is the read side used inside Apache: it keeps what it read in memory
-and asks SQLite only whether anything changed (``PRAGMA data_version``, answered from
-shared memory), so an unchanged store costs no query, and a change made by any other
-connection is seen by the very next request.
+and, per request, only looks at the store's *change stamp*: a file beside the store
+(``acl.db.changes``) that every committed write through :class:`AclStore` makes one byte
+longer. One ``stat`` tells whether anything changed, with no SQLite transaction (whose
+shared-memory locks are what many Apache processes would otherwise contend on), so a
+change made through the CLI or the API is seen by the very next request. As a safety net
+for writes made with other tools, SQLite's ``data_version`` is also checked once a second.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import os
 import shlex
 import sqlite3
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -39,6 +43,11 @@ from .principals import Identity, check_name, parse_principal
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 5.0
+STAMP_SUFFIX = ".changes"
+#: The change stamp is replaced by an empty one (a new inode) when it grows past this.
+STAMP_LIMIT = 1 << 20
+#: How often a reader also asks SQLite itself whether anything changed.
+SAFETY_CHECK_S = 1.0
 
 _SCHEMA = """
 CREATE TABLE rules (
@@ -104,11 +113,37 @@ def _schema_version(conn: sqlite3.Connection, path: str) -> int:
         raise StoreError(f"{path} is not an imageguard ACL store: {exc}") from None
 
 
+def stamp_path(path: str) -> str:
+    """The change stamp of the store at *path* (see the module docstring)."""
+    return path + STAMP_SUFFIX
+
+
+def bump_stamp(path: str) -> None:
+    """Record one committed change: make the stamp a byte longer (a new, empty one when large).
+
+    Called after the commit, so a reader that sees the new stamp also sees the new data.
+    """
+    stamp = stamp_path(path)
+    try:
+        if os.stat(stamp).st_size >= STAMP_LIMIT:
+            fresh = stamp + ".new"
+            with open(fresh, "wb"):
+                pass
+            os.replace(fresh, stamp)
+    except FileNotFoundError:
+        pass
+    fd = os.open(stamp, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, b".")
+    finally:
+        os.close(fd)
+
+
 def _match_owner(path: str) -> None:
     """When root writes a store owned by another user (Apache's), give it the side files.
 
     SQLite creates ``-wal`` and ``-shm`` next to the database as whoever opens it first;
-    if that is root, Apache's user could no longer use them.
+    if that is root, Apache's user could no longer use them (the change stamp likewise).
     """
     if os.geteuid() != 0:
         return
@@ -118,7 +153,7 @@ def _match_owner(path: str) -> None:
         return
     if owner.st_uid == 0:
         return
-    for suffix in ("-wal", "-shm"):
+    for suffix in ("-wal", "-shm", STAMP_SUFFIX):
         with contextlib.suppress(OSError):
             side = os.stat(path + suffix)
             if side.st_uid != owner.st_uid:
@@ -207,6 +242,13 @@ class AclStore:
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.execute("ROLLBACK")
                 raise StoreError(f"cannot write ACL store {self.path}: {exc}") from None
+            try:
+                bump_stamp(self.path)
+            except OSError as exc:
+                raise StoreError(
+                    f"the change was saved, but {stamp_path(self.path)} could not be updated "
+                    f"({exc.strerror}): Apache sees it within {SAFETY_CHECK_S:g} s"
+                ) from None
         _match_owner(self.path)
 
     def _query(self, sql: str, params: Iterable[object] = ()) -> list[tuple]:
@@ -368,68 +410,115 @@ def parse_export(text: str) -> tuple[list[Rule], list[Membership]]:
     return rules, members
 
 
+class _Snapshot:
+    """What a :class:`CachedAcl` knows at one version of the store."""
+
+    __slots__ = ("candidates", "checked_at", "data_version", "groups", "validator")
+
+    def __init__(self, validator: tuple[int, ...], data_version: int, now: float) -> None:
+        self.validator = validator
+        self.data_version = data_version
+        self.checked_at = now
+        self.candidates: dict[str, list[Rule]] = {}
+        self.groups: dict[str, frozenset[str]] = {}
+
+
+def _stat_key(path: str) -> tuple[int, ...]:
+    """A file's identity and size, or ``(-1,)`` when it does not exist."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return (-1,)
+    return (st.st_dev, st.st_ino, st.st_size)
+
+
 class CachedAcl:
     """The store as Apache's handlers read it: decisions from memory until anything changes.
 
-    One instance per process (it is thread-safe). Each :meth:`decide` checks, without a
-    query, whether the store changed since the last call: the file's identity (a
-    replaced file is reopened) and SQLite's ``data_version`` (bumped by every commit
-    of another connection). Only then are the cached candidates and groups dropped.
+    One instance per process, shared by its threads. Per :meth:`decide`, the cost of
+    finding out that nothing changed is one ``stat`` of the change stamp; only a change,
+    or the once-a-second safety check (which also notices a store replaced by another
+    file, or removed), reaches SQLite. The in-memory state is an immutable-ish
+    snapshot replaced as a whole, so readers need no lock on the fast path.
     """
 
     _CANDIDATE_LIMIT = 50_000
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self._stamp = stamp_path(path)
         self._lock = threading.Lock()
         self._store: AclStore | None = None
-        self._file_id: tuple[int, int] | None = None
-        self._data_version: int | None = None
-        self._candidates: dict[str, list[Rule]] = {}
-        self._groups: dict[str, frozenset[str]] = {}
+        self._file_id: tuple[int, ...] | None = None
+        self._snapshot: _Snapshot | None = None
 
-    def _fresh_store(self) -> AclStore:
-        """The open store, reopened if the file was replaced; caches dropped on any change."""
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            self._drop()
-            raise StoreError(
-                f"ACL store {self.path} does not exist: run 'imageguard init'"
-            ) from None
-        file_id = (st.st_dev, st.st_ino)
+    def _current(self) -> _Snapshot:
+        """The snapshot for the store as it is now (refreshed under the lock if needed)."""
+        stamp = _stat_key(self._stamp)
+        snapshot = self._snapshot
+        now = time.monotonic()
+        if (
+            snapshot is not None
+            and snapshot.validator == stamp
+            and now - snapshot.checked_at < SAFETY_CHECK_S
+        ):
+            return snapshot
+        with self._lock:
+            return self._refresh(stamp, now)
+
+    def _refresh(self, stamp: tuple[int, ...], now: float) -> _Snapshot:
+        """Reopen a replaced or vanished store, and start a new snapshot if anything changed."""
+        file_id = _stat_key(self.path)[:2]
+        if file_id == (-1,):
+            self._close()
+            raise StoreError(f"ACL store {self.path} does not exist: run 'imageguard init'")
         if self._store is None or file_id != self._file_id:
-            self._drop()
+            self._close()
             self._store = AclStore(self.path)
             self._file_id = file_id
         version = self._store._query("PRAGMA data_version")[0][0]
-        if version != self._data_version:
-            self._candidates.clear()
-            self._groups.clear()
-            self._data_version = version
-        return self._store
+        snapshot = self._snapshot
+        unchanged = snapshot is not None and snapshot.validator == stamp
+        if unchanged and snapshot.data_version == version:
+            snapshot.checked_at = now  # the safety check found nothing new
+            return snapshot
+        self._snapshot = _Snapshot(stamp, version, now)
+        return self._snapshot
 
-    def _drop(self) -> None:
+    def _close(self) -> None:
         if self._store is not None:
             self._store.close()
         self._store = None
         self._file_id = None
-        self._data_version = None
-        self._candidates.clear()
-        self._groups.clear()
+        self._snapshot = None
 
     def decide(self, relpath: str, identity: Identity) -> Decision:
         """What *identity* may see of *relpath*, using cached rules when nothing changed."""
-        with self._lock:
-            store = self._fresh_store()
-            rules = self._candidates.get(relpath)
-            if rules is None:
-                if len(self._candidates) >= self._CANDIDATE_LIMIT:
-                    self._candidates.clear()
-                rules = self._candidates[relpath] = store.candidates(relpath)
-            if identity.user is not None:
-                groups = self._groups.get(identity.user)
-                if groups is None:
-                    groups = self._groups[identity.user] = store.groups_of(identity.user)
-                identity = identity.with_groups(groups)
+        snapshot = self._current()
+        rules = snapshot.candidates.get(relpath)
+        if rules is None:
+            rules = self._load(snapshot, relpath)
+        if identity.user is not None:
+            groups = snapshot.groups.get(identity.user)
+            if groups is None:
+                groups = self._load_groups(snapshot, identity.user)
+            identity = identity.with_groups(groups)
         return decide(rules, relpath, identity)
+
+    def _load(self, snapshot: _Snapshot, relpath: str) -> list[Rule]:
+        with self._lock:
+            assert self._store is not None
+            rules = self._store.candidates(relpath)
+        if len(snapshot.candidates) >= self._CANDIDATE_LIMIT:
+            snapshot.candidates.clear()
+        snapshot.candidates[relpath] = rules
+        return rules
+
+    def _load_groups(self, snapshot: _Snapshot, user: str) -> frozenset[str]:
+        with self._lock:
+            assert self._store is not None
+            groups = self._store.groups_of(user)
+        if len(snapshot.groups) >= self._CANDIDATE_LIMIT:
+            snapshot.groups.clear()
+        snapshot.groups[user] = groups
+        return groups

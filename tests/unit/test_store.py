@@ -161,10 +161,60 @@ def test_cached_reader_does_not_query_when_nothing_changed(db: Path) -> None:
     store._conn.set_trace_callback(statements.append)
     for _ in range(5):
         cache.decide("p/a.jpg", Identity("bob"))
-    assert statements == ["PRAGMA data_version"] * 5
+    assert statements == []
 
 
-def test_cached_reader_reopens_a_replaced_file(db: Path, tmp_path: Path) -> None:
+def test_every_write_bumps_the_change_stamp(db: Path) -> None:
+    stamp = Path(str(db) + ".changes")
+    with AclStore(db) as store:
+        store.grant("a/", "anyone", "full")
+        first = stamp.stat().st_size
+        store.add_member("g", "u")
+        store.revoke("a/", "anyone")
+        assert stamp.stat().st_size == first + 2
+        with pytest.raises(RuleError):
+            store.grant("a//", "anyone", "full")
+        assert stamp.stat().st_size == first + 2
+
+
+def test_large_stamp_is_replaced(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import imageguard.store as store_module
+
+    monkeypatch.setattr(store_module, "STAMP_LIMIT", 3)
+    cache = CachedAcl(str(db))
+    stamp = Path(str(db) + ".changes")
+    with AclStore(db) as store:
+        for n in range(5):
+            store.grant(f"p{n}/", "anyone", "full")
+            assert cache.decide(f"p{n}/a.jpg", Identity()).level is Level.FULL
+    assert stamp.stat().st_size <= 3
+
+
+def test_writes_by_other_tools_are_seen_by_the_safety_check(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import imageguard.store as store_module
+
+    cache = CachedAcl(str(db))
+    assert cache.decide("x/a.jpg", Identity()).level is Level.DENY
+    raw = sqlite3.connect(db)
+    raw.execute(
+        "INSERT INTO rules (pattern, principal, level, anchor) "
+        "VALUES ('x/', 'anyone', 'full', 'x/')"
+    )
+    raw.commit()
+    assert cache.decide("x/a.jpg", Identity()).level is Level.DENY  # stamp untouched
+    monkeypatch.setattr(store_module, "SAFETY_CHECK_S", 0.0)
+    assert cache.decide("x/a.jpg", Identity()).level is Level.FULL
+
+
+def test_cached_reader_reopens_a_replaced_file(
+    db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store replaced by another file (not through the API) is seen by the safety check."""
+    import imageguard.store as store_module
+
+    monkeypatch.setattr(store_module, "SAFETY_CHECK_S", 0.0)
     cache = CachedAcl(str(db))
     assert cache.decide("p/a.jpg", Identity()).level is Level.DENY
     fresh = tmp_path / "fresh.db"
@@ -174,7 +224,12 @@ def test_cached_reader_reopens_a_replaced_file(db: Path, tmp_path: Path) -> None
     assert cache.decide("p/a.jpg", Identity()).level is Level.FULL
 
 
-def test_cached_reader_fails_closed_when_store_vanishes(db: Path) -> None:
+def test_cached_reader_fails_closed_when_store_vanishes(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import imageguard.store as store_module
+
+    monkeypatch.setattr(store_module, "SAFETY_CHECK_S", 0.0)
     cache = CachedAcl(str(db))
     cache.decide("p/a.jpg", Identity())
     db.unlink()
