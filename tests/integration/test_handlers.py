@@ -288,3 +288,20 @@ def test_missing_store_fails_closed_with_one_log_line(site: Site) -> None:
     lines = [ln for ln in site.error_log().splitlines() if "missing.db does not exist" in ln]
     assert lines, site.error_log()[-2000:]
     assert "Traceback" not in site.error_log()
+
+
+def test_image_requests_never_create_write_or_touch_sessions(site: Site) -> None:
+    cookie = site.login("ivy")
+    sid = cookie.split("=", 1)[1]
+    session_file = site.sessions / "mp_sess" / sid[:2] / sid
+    before = session_file.stat()
+    content = session_file.read_bytes()
+    count = sum(1 for p in (site.sessions / "mp_sess").rglob("*") if p.is_file())
+    for _ in range(5):
+        assert status(site, f"{IMG}/gallery/cat.jpg", cookie=cookie) == 200
+        assert status(site, f"{IMG}/gallery/public.jpg") == 200  # anonymous
+        assert status(site, f"{IMG}/gallery/cat.jpg") == 401  # anonymous, refused
+    after = session_file.stat()
+    assert (after.st_mtime_ns, after.st_size) == (before.st_mtime_ns, before.st_size)
+    assert session_file.read_bytes() == content
+    assert sum(1 for p in (site.sessions / "mp_sess").rglob("*") if p.is_file()) == count
