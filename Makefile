@@ -34,6 +34,7 @@ deps: apt $(STAMP)
 
 lint: deps
 	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/mypy
 
 unit: deps
 	$(VPY) -m pytest -q tests/unit
@@ -43,6 +44,7 @@ integration: deps
 
 test: deps
 	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/mypy
 	$(VPY) -m pytest -q
 
 demo: deps

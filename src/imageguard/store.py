@@ -478,8 +478,11 @@ class CachedAcl:
             self._file_id = file_id
         version = self._store._query("PRAGMA data_version")[0][0]
         snapshot = self._snapshot
-        unchanged = snapshot is not None and snapshot.validator == stamp
-        if unchanged and snapshot.data_version == version:
+        if (
+            snapshot is not None
+            and snapshot.validator == stamp
+            and snapshot.data_version == version
+        ):
             snapshot.checked_at = now  # the safety check found nothing new
             return snapshot
         self._snapshot = _Snapshot(stamp, version, now)

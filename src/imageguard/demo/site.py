@@ -27,6 +27,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
@@ -148,7 +149,9 @@ _FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/d
 # --------------------------------------------------------------------------- images
 
 
-def _font(size: int, *, bold: bool = False, mono: bool = False) -> ImageFont.ImageFont:
+def _font(
+    size: int, *, bold: bool = False, mono: bool = False
+) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     name = "DejaVuSansMono" if mono else "DejaVuSans"
     name += "-Bold.ttf" if bold else ".ttf"
     for directory in _FONT_DIRS:
@@ -228,7 +231,10 @@ def render_image(image: DemoImage, size: tuple[int, int] = IMAGE_SIZE) -> Image.
 def make_images(root: Path, images: Sequence[DemoImage] = IMAGES) -> list[Path]:
     """Write every sample image under *root*; the format follows the extension."""
     written = []
-    formats = {".jpg": ("JPEG", {"quality": 86}), ".png": ("PNG", {"optimize": True})}
+    formats: dict[str, tuple[str, dict[str, Any]]] = {
+        ".jpg": ("JPEG", {"quality": 86}),
+        ".png": ("PNG", {"optimize": True}),
+    }
     formats[".webp"] = ("WEBP", {"quality": 85})
     for image in images:
         path = root / image.relpath
