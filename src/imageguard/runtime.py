@@ -37,8 +37,10 @@ class Login:
     """The outcome of reading a request's session.
 
     ``identity`` is :data:`~imageguard.principals.ANONYMOUS` when there is no valid login;
-    ``reason`` says why, and ``suspicious`` marks a cookie that was presented but is
-    malformed (worth a log line at error level; a missing cookie is not).
+    ``reason`` says why, and ``suspicious`` marks a cookie that cannot have come from
+    mod_python (worth a log line at error level). A well-formed cookie naming no session
+    is not suspicious: after a logout or mod_python's clean-up of expired sessions, every
+    browser still sends one.
     """
 
     identity: Identity
@@ -82,7 +84,7 @@ class Runtime:
             return Login(ANONYMOUS, "malformed session cookie", suspicious=True)
         session = self.sessions.load(sid, lock)
         if session is None:
-            return Login(ANONYMOUS, "session cookie names no stored session", suspicious=True)
+            return Login(ANONYMOUS, "session cookie names no stored session")
         if not session.alive(time.time() if now is None else now):
             return Login(ANONYMOUS, "session expired")
         identity = self._identity(sid, session)
