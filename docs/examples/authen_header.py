@@ -10,6 +10,7 @@ authzhandler:  may they see this file? Looks the file name up in ALLOWED.
 """
 
 import os
+from typing import Any
 
 from mod_python import apache
 
@@ -21,7 +22,7 @@ ALLOWED = {
 }
 
 
-def authenhandler(req):
+def authenhandler(req: Any) -> int:
     user = req.headers_in.get("X-Demo-User", "").strip()
     if not user:
         return apache.HTTP_UNAUTHORIZED  # ends the request: 401
@@ -29,7 +30,7 @@ def authenhandler(req):
     return apache.OK
 
 
-def authzhandler(req):
+def authzhandler(req: Any) -> int:
     users = ALLOWED.get(os.path.basename(req.filename or ""))
     if users is None:
         return apache.DECLINED  # not in the table: the Require lines decide

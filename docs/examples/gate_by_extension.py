@@ -11,13 +11,14 @@ The handler from the 2006 mailing-list thread, done right:
 """
 
 import os
+from typing import Any
 
 from mod_python import apache
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".gif", ".webp"}
 
 
-def accesshandler(req):
+def accesshandler(req: Any) -> int:
     extension = os.path.splitext(req.filename or "")[1].lower()
     if extension not in IMAGE_EXTENSIONS:
         req.log_error(f"gate_by_extension: not an image: {req.filename}", apache.APLOG_INFO)
@@ -28,7 +29,7 @@ def accesshandler(req):
     return apache.OK  # no objection: the Require lines still apply
 
 
-def uri_accesshandler(req):
+def uri_accesshandler(req: Any) -> int:
     """WRONG: judges the URL. /notes.txt/x.jpg ends in .jpg but maps to notes.txt."""
     extension = os.path.splitext(req.uri)[1].lower()
     if extension not in IMAGE_EXTENSIONS:

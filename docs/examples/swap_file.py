@@ -11,13 +11,14 @@ takes the Content-Length and the number of bytes to send from that stat result
 """
 
 import os
+from typing import Any, Optional
 
 from mod_python import apache
 
 PLACEHOLDER = "placeholder.jpg"
 
 
-def _placeholder_for(req):
+def _placeholder_for(req: Any) -> Optional[str]:
     """The placeholder's path when the request is for a draft, else None."""
     directory, name = os.path.split(req.filename or "")
     if not name.startswith("draft-"):
@@ -25,7 +26,7 @@ def _placeholder_for(req):
     return os.path.join(directory, PLACEHOLDER)
 
 
-def fixuphandler(req):
+def fixuphandler(req: Any) -> int:
     placeholder = _placeholder_for(req)
     if placeholder is None:
         return apache.DECLINED
@@ -34,7 +35,7 @@ def fixuphandler(req):
     return apache.OK
 
 
-def fixuphandler_without_finfo(req):
+def fixuphandler_without_finfo(req: Any) -> int:
     """WRONG: only req.filename changes; the old file's size is still used."""
     placeholder = _placeholder_for(req)
     if placeholder is None:

@@ -8,25 +8,27 @@ cleanup run after the response has gone, so they write to Apache's error log.
 For learning only: it answers every request under /trace/ with a text page.
 """
 
+from typing import Any
+
 from mod_python import apache
 
 PREFIX = "/trace/"
 NOTE = "trace_phases"
 
 
-def _record(req, phase):
+def _record(req: Any, phase: str) -> None:
     """Append "<phase> filename=... path_info=... user=..." to the request's note."""
     line = f"{phase:<17} filename={req.filename} path_info={req.path_info!r} user={req.user}"
     earlier = req.notes.get(NOTE)
     req.notes[NOTE] = f"{earlier}\n{line}" if earlier else line
 
 
-def _trace_id(req):
+def _trace_id(req: Any) -> str:
     """The X-Trace-Id request header, to find this request's lines in the error log."""
     return req.headers_in.get("X-Trace-Id", "-")
 
 
-def _cleanup(req):
+def _cleanup(req: Any) -> None:
     """Called when Apache frees the request, after the log phase."""
     req.log_error(f"trace_phases {_trace_id(req)}: cleanup", apache.APLOG_NOTICE)
 
@@ -35,7 +37,7 @@ def _cleanup(req):
 # which <Directory> applies, so they must pick their own requests by URL.
 
 
-def postreadrequesthandler(req):
+def postreadrequesthandler(req: Any) -> int:
     if not req.uri.startswith(PREFIX):
         return apache.DECLINED
     _record(req, "post-read-request")
@@ -43,7 +45,7 @@ def postreadrequesthandler(req):
     return apache.DECLINED
 
 
-def transhandler(req):
+def transhandler(req: Any) -> int:
     if not req.uri.startswith(PREFIX):
         return apache.DECLINED
     _record(req, "translate")
@@ -53,38 +55,38 @@ def transhandler(req):
 # Per-directory phases: configured in <Directory>, they only see its requests.
 
 
-def headerparserhandler(req):
+def headerparserhandler(req: Any) -> int:
     _record(req, "header-parser")
     return apache.DECLINED
 
 
-def accesshandler(req):
+def accesshandler(req: Any) -> int:
     _record(req, "access")
     return apache.DECLINED
 
 
-def authenhandler(req):
+def authenhandler(req: Any) -> int:
     _record(req, "authen")
     req.user = "tracer"  # returning OK without setting req.user is a 500
     return apache.OK
 
 
-def authzhandler(req):
+def authzhandler(req: Any) -> int:
     _record(req, "authz")
     return apache.DECLINED  # the Require lines decide
 
 
-def typehandler(req):
+def typehandler(req: Any) -> int:
     _record(req, "type-checker")
     return apache.DECLINED  # let mod_mime set the Content-Type
 
 
-def fixuphandler(req):
+def fixuphandler(req: Any) -> int:
     _record(req, "fixups")
     return apache.DECLINED
 
 
-def handler(req):
+def handler(req: Any) -> int:
     _record(req, "content")
     lines = req.notes[NOTE].split("\n")
     req.headers_out["X-Phases"] = " ".join(line.split()[0] for line in lines)
@@ -93,7 +95,7 @@ def handler(req):
     return apache.OK
 
 
-def loghandler(req):
+def loghandler(req: Any) -> int:
     phases = " ".join(line.split()[0] for line in req.notes.get(NOTE, "").split("\n"))
     req.log_error(
         f"trace_phases {_trace_id(req)}: log, status {req.status}, after: {phases}",
