@@ -110,6 +110,8 @@ def directory_block(
 {alias}<Directory {root}>
     Options -Indexes -ExecCGI
     AllowOverride None
+    # Let the kernel copy image bytes straight to the socket (off by default in Apache).
+    EnableSendfile On
 
     # Where this imageguard and Pillow are installed (PythonPath replaces sys.path).
     {path_line}
