@@ -369,9 +369,15 @@ def test_swap_without_finfo_cuts_the_file_at_the_old_size(site: Site) -> None:
 def test_swap_without_finfo_to_a_smaller_file_sends_nothing(site: Site) -> None:
     placeholder = site.file("swap-no-finfo/placeholder.jpg")
     assert len(site.file("swap-no-finfo/draft-poster.jpg")) > len(placeholder)
-    # Not even a status line arrives (http.client: RemoteDisconnected).
-    with pytest.raises((ConnectionError, http.client.BadStatusLine)):
-        site.request("/swap-no-finfo/draft-poster.jpg")
+    # Usually not even a status line arrives (http.client: RemoteDisconnected); at best
+    # the headers promise the draft's size and the body stops short (IncompleteRead).
+    # Either way the client never gets a usable response.
+    try:
+        response = site.request("/swap-no-finfo/draft-poster.jpg")
+    except (ConnectionError, http.client.HTTPException):
+        pass
+    else:
+        pytest.fail(f"a usable response arrived: {response.status} {response.headers}")
     # ... while the access log records a 200 with the draft's full size.
     size = len(site.file("swap-no-finfo/draft-poster.jpg"))
     deadline = time.monotonic() + 5
