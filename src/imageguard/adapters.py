@@ -92,7 +92,11 @@ def _gate(req: Any, state: _RequestState) -> GateVerdict:
     return state.verdict
 
 
-def _refuse_gate(req: Any, verdict: GateVerdict) -> int:
+def _gate_refusal(req: Any, state: _RequestState) -> int | None:
+    """The status refusing this request at the gate (logged), or None when it may go on."""
+    verdict = _gate(req, state)
+    if verdict.allowed:
+        return None
     _log(req, apache.APLOG_ERR, f"access refused ({verdict.status}): {verdict.reason}")
     if verdict.status == apache.HTTP_METHOD_NOT_ALLOWED:
         req.allow_methods(["GET", "HEAD"], 1)  # Apache builds the Allow header from this
@@ -145,10 +149,8 @@ def _login_redirect(req: Any, login_url: str) -> int:
 def accesshandler(req: Any) -> int:
     """Access phase: refuse methods, path tricks and extensions the gate does not allow."""
     try:
-        verdict = _gate(req, _state(req))
-        if not verdict.allowed:
-            return _refuse_gate(req, verdict)
-        return apache.OK
+        refusal = _gate_refusal(req, _state(req))
+        return apache.OK if refusal is None else refusal
     except Exception as exc:
         return _fail_closed(req, "access", exc)
 
@@ -162,9 +164,9 @@ def authenhandler(req: Any) -> int:
     """
     try:
         state = _state(req)
-        verdict = _gate(req, state)
-        if not verdict.allowed:
-            return _refuse_gate(req, verdict)
+        refusal = _gate_refusal(req, state)
+        if refusal is not None:
+            return refusal
         login = _login(req, state)
         if login.identity.authenticated:
             req.user = login.identity.user
@@ -187,9 +189,9 @@ def authzhandler(req: Any) -> int:
     """Authorization phase: serve the image only when the ACL grants a served level."""
     try:
         state = _state(req)
-        verdict = _gate(req, state)
-        if not verdict.allowed:
-            return _refuse_gate(req, verdict)
+        refusal = _gate_refusal(req, state)
+        if refusal is not None:
+            return refusal
         login = _login(req, state)
         decision = _decision(state)
         settings = state.runtime.settings

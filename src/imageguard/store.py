@@ -32,14 +32,17 @@ import sqlite3
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from .acl import Decision, Rule, decide
 from .errors import ImportFormatError, NoSuchRule, RuleError, StoreError
 from .levels import Level
 from .patterns import anchors_for, compile_pattern
 from .principals import Identity, check_name, parse_principal
+
+_T = TypeVar("_T")
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 5.0
@@ -73,31 +76,23 @@ def _rule_from_row(pattern: str, principal: str, level: str) -> Rule:
     return Rule.parse(pattern, principal, level)
 
 
+def _open(path: str, mode: str) -> sqlite3.Connection:
+    uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode={mode}"
+    return sqlite3.connect(
+        uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+    )
+
+
 def _connect(path: str, *, create: bool) -> sqlite3.Connection:
     """Open *path*; unless *create*, a missing file is an error, never a new empty store."""
-    mode = "rwc" if create else "rw"
-    uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode={mode}"
     try:
         try:
-            conn = sqlite3.connect(
-                uri,
-                uri=True,
-                timeout=BUSY_TIMEOUT_S,
-                isolation_level=None,
-                check_same_thread=False,
-            )
+            conn = _open(path, "rwc" if create else "rw")
         except sqlite3.OperationalError:
             if create or not os.path.exists(path):
                 raise
             # Readable but not writable (e.g. Apache's user): read-only is enough to decide.
-            uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro"
-            conn = sqlite3.connect(
-                uri,
-                uri=True,
-                timeout=BUSY_TIMEOUT_S,
-                isolation_level=None,
-                check_same_thread=False,
-            )
+            conn = _open(path, "ro")
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
     except sqlite3.Error as exc:
         if not create and not os.path.exists(path):
@@ -442,7 +437,7 @@ class CachedAcl:
     snapshot replaced as a whole, so readers need no lock on the fast path.
     """
 
-    _CANDIDATE_LIMIT = 50_000
+    _CACHE_LIMIT = 50_000
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -500,28 +495,20 @@ class CachedAcl:
         snapshot = self._current()
         rules = snapshot.candidates.get(relpath)
         if rules is None:
-            rules = self._load(snapshot, relpath)
+            rules = self._fetch(snapshot.candidates, relpath, AclStore.candidates)
         if identity.user is not None:
             groups = snapshot.groups.get(identity.user)
             if groups is None:
-                groups = self._load_groups(snapshot, identity.user)
+                groups = self._fetch(snapshot.groups, identity.user, AclStore.groups_of)
             identity = identity.with_groups(groups)
         return decide(rules, relpath, identity)
 
-    def _load(self, snapshot: _Snapshot, relpath: str) -> list[Rule]:
+    def _fetch(self, cache: dict[str, _T], key: str, query: Callable[[AclStore, str], _T]) -> _T:
+        """Ask the store (under the lock: one connection serves every thread), remember it."""
         with self._lock:
             assert self._store is not None
-            rules = self._store.candidates(relpath)
-        if len(snapshot.candidates) >= self._CANDIDATE_LIMIT:
-            snapshot.candidates.clear()
-        snapshot.candidates[relpath] = rules
-        return rules
-
-    def _load_groups(self, snapshot: _Snapshot, user: str) -> frozenset[str]:
-        with self._lock:
-            assert self._store is not None
-            groups = self._store.groups_of(user)
-        if len(snapshot.groups) >= self._CANDIDATE_LIMIT:
-            snapshot.groups.clear()
-        snapshot.groups[user] = groups
-        return groups
+            value = query(self._store, key)
+        if len(cache) >= self._CACHE_LIMIT:
+            cache.clear()
+        cache[key] = value
+        return value

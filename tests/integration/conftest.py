@@ -13,7 +13,6 @@ One server per MPM (``event`` and ``prefork``), module-scoped per test module. T
 
 from __future__ import annotations
 
-import http.client
 import os
 import re
 import shutil
@@ -34,6 +33,8 @@ from imageguard.localserver import (
     prepare_readable,
     prepare_writable,
 )
+
+from .httpfetch import fetch
 
 APPS = Path(__file__).parent / "apps"
 CLI = [sys.executable, "-m", "imageguard.cli"]
@@ -134,22 +135,11 @@ class Site:
         headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         """One HTTP request; returns (status, lower-cased headers, body)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=20)
         sent = dict(headers or {})
         sent.setdefault("Accept", "image/avif,image/webp,*/*")
         if cookie is not None:
             sent["Cookie"] = cookie
-        try:
-            conn.request(method, path, headers=sent)
-            response = conn.getresponse()
-            body = response.read()
-            found: dict[str, str] = {}
-            for name, value in response.getheaders():
-                key = name.lower()
-                found[key] = f"{found[key]}, {value}" if key in found else value
-            return response.status, found, body
-        finally:
-            conn.close()
+        return fetch(self.server.port, path, method=method, headers=sent)
 
     def login(self, user: str, groups: str = "", *, app: str = "/app", timeout: int = 0) -> str:
         """Log *user* in through the application; returns the ``Cookie`` header value."""

@@ -7,7 +7,6 @@ has to change with it, on purpose.
 
 from __future__ import annotations
 
-import http.client
 import os
 import re
 import shutil
@@ -22,6 +21,8 @@ import pytest
 from imageguard.demo.site import DemoSite, build_demo
 from imageguard.localserver import make_workdir
 from imageguard.store import AclStore
+
+from .httpfetch import Response, fetch
 
 pytestmark = pytest.mark.apache
 
@@ -56,8 +57,6 @@ EXPECTED: dict[str, tuple[str, set[str]]] = {
     "carol": ("christmas", PUBLIC | GALLERY | {"gallery/draft.jpg", "users/carol/studio.png"}),
 }
 
-Response = tuple[int, dict[str, str], bytes]
-
 
 @pytest.fixture(scope="module")
 def demo() -> Iterator[DemoSite]:
@@ -81,7 +80,6 @@ def request(
     accept: str = "image/avif,image/webp,*/*",
 ) -> Response:
     """One request; returns (status, lower-cased headers, body). Redirects not followed."""
-    conn = http.client.HTTPConnection("127.0.0.1", site.server.port, timeout=20)
     headers = {"Accept": accept}
     body = None
     if cookie:
@@ -89,17 +87,7 @@ def request(
     if form is not None:
         body = urllib.parse.urlencode(form)
         headers["Content-Type"] = "application/x-www-form-urlencoded"
-    try:
-        conn.request(method, path, body=body, headers=headers)
-        response = conn.getresponse()
-        data = response.read()
-        found: dict[str, str] = {}
-        for name, value in response.getheaders():
-            key = name.lower()
-            found[key] = f"{found[key]}\n{value}" if key in found else value
-        return response.status, found, data
-    finally:
-        conn.close()
+    return fetch(site.server.port, path, method=method, headers=headers, body=body)
 
 
 def login(site: DemoSite, user: str, password: str, back: str | None = None) -> Response:
