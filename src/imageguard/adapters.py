@@ -18,10 +18,12 @@ from typing import Any
 from mod_python import apache
 
 from .acl import Decision
-from .errors import ConfigError, ImageGuardError, StoreError
+from .errors import ConfigError, ImageGuardError, ShareLinkError, StoreError
 from .gate import GateVerdict
 from .levels import Level
+from .principals import Identity
 from .runtime import Login, Runtime, runtime_for
+from .sharelinks import ShareGrant, carries_link
 
 import _apache  # isort: skip  (mod_python's C module; exists only inside Apache)
 
@@ -39,7 +41,7 @@ class _RequestState:
     are each worked out once, whichever phases are configured.
     """
 
-    __slots__ = ("decision", "filename", "login", "runtime", "verdict")
+    __slots__ = ("decision", "filename", "login", "runtime", "share", "share_checked", "verdict")
 
     def __init__(self, filename: str, runtime: Runtime) -> None:
         self.filename = filename
@@ -47,6 +49,8 @@ class _RequestState:
         self.verdict: GateVerdict | None = None
         self.login: Login | None = None
         self.decision: Decision | None = None
+        self.share: ShareGrant | None = None
+        self.share_checked = False
 
 
 def _state(req: Any) -> _RequestState:
@@ -123,8 +127,39 @@ def _dbm_lock(server: Any) -> Iterator[None]:
 def _login(req: Any, state: _RequestState) -> Login:
     if state.login is None:
         server = req.server
-        state.login = state.runtime.login(_cookie_headers(req), lambda: _dbm_lock(server))
+        login = state.runtime.login(
+            _cookie_headers(req), lambda: _dbm_lock(server), client_ip=req.useragent_ip or ""
+        )
+        if login.suspicious:
+            _log(req, apache.APLOG_ERR, f"ignored login cookie: {login.reason}")
+        if login.user_data:
+            req.subprocess_env["REMOTE_USER_DATA"] = login.user_data
+        if login.identity.groups:
+            req.subprocess_env["REMOTE_USER_TOKENS"] = ",".join(sorted(login.identity.groups))
+        state.login = login
     return state.login
+
+
+def _share(req: Any, state: _RequestState) -> ShareGrant | None:
+    """The request's valid share link, if it carries one (a bad one is logged, not used)."""
+    if not state.share_checked:
+        state.share_checked = True
+        query = req.args or ""
+        if carries_link(query):
+            assert state.verdict is not None
+            try:
+                state.share = state.runtime.share(state.verdict.relpath, query)
+            except ShareLinkError as exc:
+                _log(req, apache.APLOG_ERR, f"share link refused: {exc}")
+    return state.share
+
+
+def _shared_level(req: Any, state: _RequestState, identity: Identity) -> Level:
+    """The level a share link gives this viewer (DENY without a usable link)."""
+    grant = _share(req, state)
+    if grant is None or (grant.user and grant.user != identity.user):
+        return Level.DENY
+    return grant.level
 
 
 def _decision(state: _RequestState) -> Decision:
@@ -171,9 +206,7 @@ def authenhandler(req: Any) -> int:
         if login.identity.authenticated:
             req.user = login.identity.user
             return apache.OK
-        if login.suspicious:
-            _log(req, apache.APLOG_ERR, f"ignored session cookie: {login.reason}")
-        if _decision(state).granted:
+        if _decision(state).granted or _shared_level(req, state, login.identity):
             req.user = ""  # logged as "" in the access log: an anonymous viewer
             return apache.OK
         login_url = state.runtime.settings.login_url
@@ -195,14 +228,17 @@ def authzhandler(req: Any) -> int:
         login = _login(req, state)
         decision = _decision(state)
         settings = state.runtime.settings
-        if decision.level >= SERVED_LEVEL:
+        level = max(decision.level, _shared_level(req, state, login.identity))
+        if level >= SERVED_LEVEL:
             req.headers_out["Cache-Control"] = f"private, max-age={settings.max_age}"
             req.headers_out.add("Vary", "Cookie")
             req.headers_out["X-Content-Type-Options"] = "nosniff"
             return apache.OK
         why = decision.reason
-        if decision.granted:
-            why += f"; level {decision.level.label} is not served yet"
+        if level > decision.level:
+            why += f"; a share link grants {level.label}"
+        if level > Level.DENY:
+            why += f"; level {level.label} is not served yet"
         _log(req, apache.APLOG_ERR, f"denied {login.identity}: {why}")
         req.err_headers_out["Cache-Control"] = "private, no-store"
         return settings.deny_status

@@ -42,3 +42,31 @@ class NoSuchRule(StoreError):
 
 class ImportFormatError(StoreError):
     """A rules file given to ``import`` has a malformed line; nothing was imported."""
+
+
+class TicketError(ImageGuardError):
+    """An auth_tkt ticket was refused; the message says why (for the log, never the client)."""
+
+
+class MalformedTicket(TicketError):
+    """The cookie value is not an auth_tkt ticket at all."""
+
+
+class BadSignature(TicketError):
+    """The ticket's digest does not match any configured secret: tampered or foreign."""
+
+
+class TicketExpired(TicketError):
+    """The ticket is older than the configured timeout."""
+
+
+class TicketFromFuture(TicketError):
+    """The ticket's timestamp lies further in the future than clocks can drift."""
+
+
+class TicketRevoked(TicketError):
+    """The ticket, or every ticket of its user issued before a moment, was revoked."""
+
+
+class ShareLinkError(ImageGuardError):
+    """A share link was refused: malformed, tampered, expired, revoked or for another path."""

@@ -13,11 +13,13 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from . import sharelinks
 from .acl import Decision
 from .cookies import find_cookie
-from .errors import ConfigError
+from .errors import ConfigError, ShareLinkError, TicketError, TicketExpired
 from .gate import Gate
 from .principals import ANONYMOUS, Identity
+from .secretfile import SecretFile
 from .sessions import (
     LockFactory,
     SessionReader,
@@ -27,7 +29,9 @@ from .sessions import (
     valid_sid,
 )
 from .settings import Settings, is_relevant
+from .sharelinks import ShareGrant
 from .store import CachedAcl
+from .tickets import TicketVerifier
 
 _IDENTITY_LIMIT = 4096
 
@@ -46,6 +50,8 @@ class Login:
     identity: Identity
     reason: str
     suspicious: bool = False
+    #: The ticket's user data (auth_tkt logins only), handed on as REMOTE_USER_DATA.
+    user_data: str = ""
 
 
 class Runtime:
@@ -54,10 +60,18 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.gate = Gate.create(settings.root, settings.extensions)
-        self.sessions: SessionReader = make_reader(
-            settings.session_type, settings.session_directory, settings.dbm_filename
-        )
+        self.sessions: SessionReader | None = None
+        if settings.session_source == "modpython":
+            self.sessions = make_reader(
+                settings.session_type, settings.session_directory, settings.dbm_filename
+            )
         self._acl = CachedAcl(settings.acl_db) if settings.acl_db else None
+        self._secret_file = (
+            SecretFile(settings.tkt_secret_file) if settings.tkt_secret_file else None
+        )
+        self._verifier = self._make_verifier((b"",))  # checks the ticket options now
+        if settings.session_source == "auth_tkt" and self._secret_file is None:
+            raise ConfigError("imageguard.session auth_tkt needs imageguard.tkt_secret_file")
         # sid -> (the stored session object, the identity it names): the session reader
         # returns the same object while the session is unchanged, so this skips
         # re-validating the user and group names on every request.
@@ -70,13 +84,72 @@ class Runtime:
             raise ConfigError("imageguard.acl_db is not set: name the ACL store (imageguard init)")
         return self._acl
 
+    def _make_verifier(self, secrets: tuple[bytes, ...]) -> TicketVerifier:
+        settings = self.settings
+        return TicketVerifier(
+            secrets=secrets,
+            digest=settings.tkt_digest,
+            timeout=settings.tkt_timeout,
+            allow_no_timeout=settings.tkt_allow_no_timeout,
+            bind_ip=settings.tkt_bind_ip,
+        )
+
+    def secrets(self) -> tuple[bytes, ...]:
+        """The secret file's secrets (re-read when it changed), newest first."""
+        if self._secret_file is None:
+            raise ConfigError("imageguard.tkt_secret_file is not set")
+        return self._secret_file.secrets()
+
     def login(
         self,
         cookie_headers: Iterable[str],
         lock: LockFactory | None = None,
         now: float | None = None,
+        client_ip: str = "",
+    ) -> Login:
+        """Who the request's login cookie names: a mod_python session or an auth_tkt ticket."""
+        if self.settings.session_source == "auth_tkt":
+            return self._ticket_login(cookie_headers, client_ip, now)
+        return self._session_login(cookie_headers, lock, now)
+
+    def _ticket_login(
+        self, cookie_headers: Iterable[str], client_ip: str, now: float | None
+    ) -> Login:
+        value = find_cookie(cookie_headers, self.settings.tkt_cookie)
+        if not value:
+            return Login(ANONYMOUS, "no ticket cookie")
+        secrets = self.secrets()
+        if self._verifier.secrets is not secrets:
+            self._verifier = self._make_verifier(secrets)
+        try:
+            ticket = self._verifier.verify(value, client_ip, now)
+        except TicketExpired as exc:
+            return Login(ANONYMOUS, str(exc))
+        except TicketError as exc:
+            return Login(ANONYMOUS, str(exc), suspicious=True)
+        if self.acl.signature_revoked(ticket.digest):
+            return Login(ANONYMOUS, f"ticket of {ticket.user} was revoked", suspicious=True)
+        until = self.acl.user_revoked_until(ticket.user)
+        if until is not None and ticket.timestamp <= until:
+            return Login(
+                ANONYMOUS, f"tickets of {ticket.user} issued until {until} were revoked", True
+            )
+        return Login(Identity(ticket.user, ticket.groups), "ticket", user_data=ticket.user_data)
+
+    def share(self, relpath: str, query: str, now: float | None = None) -> ShareGrant:
+        """The grant of the share link in *query* for *relpath*; ShareLinkError if invalid."""
+        if self._secret_file is None:
+            raise ShareLinkError("share links need imageguard.tkt_secret_file")
+        grant = sharelinks.verify(relpath, query, self.secrets(), now)
+        if self.acl.signature_revoked(grant.signature):
+            raise ShareLinkError("share link was revoked")
+        return grant
+
+    def _session_login(
+        self, cookie_headers: Iterable[str], lock: LockFactory | None, now: float | None
     ) -> Login:
         """Find who the request's session cookie belongs to, reading the session read-only."""
+        assert self.sessions is not None  # modpython logins always have a reader
         sid = find_cookie(cookie_headers, self.settings.cookie_name)
         if sid is None:
             return Login(ANONYMOUS, "no session cookie")

@@ -12,9 +12,11 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .durations import parse_duration
 from .errors import ConfigError
 from .gate import DEFAULT_EXTENSIONS, parse_extensions
 from .sessions import DEFAULT_COOKIE, SessionKeys
+from .tickets import DEFAULT_DIGEST, DEFAULT_TIMEOUT_S, check_digest_name
 
 PREFIX = "imageguard."
 SESSION_PREFIXES = (
@@ -35,7 +37,15 @@ OPTIONS: dict[str, str] = {
     "imageguard.login_url": "where an anonymous page navigation is sent to log in (optional)",
     "imageguard.user_key": "session key holding the user name (default: user)",
     "imageguard.groups_key": "session key holding the user's groups (default: groups)",
+    "imageguard.session": "where logins come from: modpython (default) or auth_tkt",
+    "imageguard.tkt_cookie": "cookie holding the auth_tkt ticket (default: auth_tkt)",
+    "imageguard.tkt_secret_file": "file of ticket and share-link secrets, newest first",
+    "imageguard.tkt_digest": "ticket digest: sha256 (default), sha512 or md5",
+    "imageguard.tkt_timeout": "ticket lifetime: seconds or 30m, 2h, 1d (default 2h)",
+    "imageguard.tkt_allow_no_timeout": "on to accept tickets that never expire (default off)",
+    "imageguard.tkt_bind_ip": "on to bind tickets to the client's address (default off)",
 }
+SESSION_SOURCES = ("modpython", "auth_tkt")
 
 
 def is_relevant(name: str) -> bool:
@@ -51,6 +61,27 @@ def _int(options: Mapping[str, str], name: str, default: int) -> int:
         return int(text)
     except ValueError:
         raise ConfigError(f"{name} must be a whole number, not {text!r}") from None
+
+
+def _flag(options: Mapping[str, str], name: str, default: bool = False) -> bool:
+    text = options.get(name, "").strip().lower()
+    if not text:
+        return default
+    if text in ("on", "yes", "true", "1"):
+        return True
+    if text in ("off", "no", "false", "0"):
+        return False
+    raise ConfigError(f"{name} must be on or off, not {text!r}")
+
+
+def _duration(options: Mapping[str, str], name: str, default: int) -> int:
+    text = options.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
 
 
 def _key(options: Mapping[str, str], name: str, default: str) -> str:
@@ -75,6 +106,13 @@ class Settings:
     session_directory: str
     dbm_filename: str
     cookie_name: str
+    session_source: str = "modpython"
+    tkt_cookie: str = "auth_tkt"
+    tkt_secret_file: str | None = None
+    tkt_digest: str = DEFAULT_DIGEST
+    tkt_timeout: int = DEFAULT_TIMEOUT_S
+    tkt_allow_no_timeout: bool = False
+    tkt_bind_ip: bool = False
 
     @classmethod
     def from_options(cls, options: Mapping[str, str], default_root: str = "") -> Settings:
@@ -95,8 +133,13 @@ class Settings:
             or login_url.startswith("http://")
         ):
             raise ConfigError("imageguard.login_url must be a path (/login) or an http(s) URL")
+        session_source = options.get("imageguard.session", "modpython").strip().lower()
+        if session_source not in SESSION_SOURCES:
+            raise ConfigError(
+                f"imageguard.session must be modpython or auth_tkt, not {session_source!r}"
+            )
         session_type = options.get("mod_python.session.session_type", "DbmSession").strip()
-        if session_type not in SESSION_TYPES:
+        if session_source == "modpython" and session_type not in SESSION_TYPES:
             raise ConfigError(
                 f"mod_python.session.session_type {session_type!r}: imageguard reads "
                 f"{' and '.join(SESSION_TYPES)} (a MemorySession is invisible to other requests)"
@@ -116,6 +159,13 @@ class Settings:
             session_directory=_session_directory(options),
             dbm_filename=_dbm_filename(options),
             cookie_name=_key(options, "mod_python.session.cookie_name", DEFAULT_COOKIE),
+            session_source=session_source,
+            tkt_cookie=_key(options, "imageguard.tkt_cookie", "auth_tkt"),
+            tkt_secret_file=options.get("imageguard.tkt_secret_file", "").strip() or None,
+            tkt_digest=check_digest_name(options.get("imageguard.tkt_digest", DEFAULT_DIGEST)),
+            tkt_timeout=_duration(options, "imageguard.tkt_timeout", DEFAULT_TIMEOUT_S),
+            tkt_allow_no_timeout=_flag(options, "imageguard.tkt_allow_no_timeout"),
+            tkt_bind_ip=_flag(options, "imageguard.tkt_bind_ip"),
         )
 
 

@@ -41,10 +41,11 @@ from .errors import ImportFormatError, NoSuchRule, RuleError, StoreError
 from .levels import Level
 from .patterns import anchors_for, compile_pattern
 from .principals import Identity, check_name, parse_principal
+from .sharelinks import PARAM_SIGNATURE
+from .tickets import decode_cookie_value, parse_ticket
 
 _T = TypeVar("_T")
 
-SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 5.0
 STAMP_SUFFIX = ".changes"
 #: The change stamp is replaced by an empty one (a new inode) when it grows past this.
@@ -52,22 +53,37 @@ STAMP_LIMIT = 1 << 20
 #: How often a reader also asks SQLite itself whether anything changed.
 SAFETY_CHECK_S = 1.0
 
-_SCHEMA = """
-CREATE TABLE rules (
-    pattern    TEXT NOT NULL,
-    principal  TEXT NOT NULL,
-    level      TEXT NOT NULL CHECK (level IN ('full', 'preview', 'thumb', 'deny')),
-    anchor     TEXT NOT NULL,
-    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
-    PRIMARY KEY (pattern, principal)
-);
-CREATE INDEX rules_by_anchor ON rules (anchor);
-CREATE TABLE memberships (
-    user TEXT NOT NULL,
-    grp  TEXT NOT NULL,
-    PRIMARY KEY (user, grp)
-);
-"""
+#: Each step brings the schema from the version before it to its own number; a new
+#: store runs them all, an older store the ones it lacks, in one transaction.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """CREATE TABLE rules (
+            pattern    TEXT NOT NULL,
+            principal  TEXT NOT NULL,
+            level      TEXT NOT NULL CHECK (level IN ('full', 'preview', 'thumb', 'deny')),
+            anchor     TEXT NOT NULL,
+            created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+            PRIMARY KEY (pattern, principal)
+        )""",
+        "CREATE INDEX rules_by_anchor ON rules (anchor)",
+        """CREATE TABLE memberships (
+            user TEXT NOT NULL,
+            grp  TEXT NOT NULL,
+            PRIMARY KEY (user, grp)
+        )""",
+    ),
+    2: (
+        # Tickets of `user` stamped at or before `until` (Unix time) are refused.
+        "CREATE TABLE revoked_users (user TEXT PRIMARY KEY, until INTEGER NOT NULL)",
+        # One ticket, or one share link, by its signature.
+        """CREATE TABLE revoked_signatures (
+            signature  TEXT PRIMARY KEY,
+            kind       TEXT NOT NULL CHECK (kind IN ('ticket', 'link')),
+            revoked_at INTEGER NOT NULL
+        )""",
+    ),
+}
+SCHEMA_VERSION = max(_MIGRATIONS)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -185,17 +201,11 @@ class AclStore:
         self.path = os.fspath(path)
         self._lock = threading.RLock()
         self._conn = _connect(self.path, create=_create)
-        if _create:
-            self._initialise()
-        version = _schema_version(self._conn, self.path)
-        if version != SCHEMA_VERSION:
+        try:
+            self._prepare_schema(_create)
+        except BaseException:
             self._conn.close()
-            if version == 0:
-                raise StoreError(f"{self.path} is not an imageguard ACL store (no schema)")
-            raise StoreError(
-                f"{self.path} has schema version {version}; this imageguard reads version "
-                f"{SCHEMA_VERSION}"
-            )
+            raise
         _match_owner(self.path)
 
     @classmethod
@@ -203,18 +213,29 @@ class AclStore:
         """Create a new, empty store at *path* (an existing store is opened unchanged)."""
         return cls(path, _create=True)
 
-    def _initialise(self) -> None:
-        if _schema_version(self._conn, self.path) != 0:
+    def _prepare_schema(self, create: bool) -> None:
+        """Check the schema version; create a new store or upgrade an older one."""
+        version = _schema_version(self._conn, self.path)
+        if version == SCHEMA_VERSION:
             return
-        has_tables = self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        if has_tables:
-            raise StoreError(f"{self.path} is an SQLite file of another program; not touched")
-        self._conn.execute("PRAGMA journal_mode = WAL")
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has schema version {version}, from a newer imageguard; this "
+                f"one reads up to version {SCHEMA_VERSION}"
+            )
+        if version == 0:
+            if not create:
+                raise StoreError(f"{self.path} is not an imageguard ACL store (no schema)")
+            tables = self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            if tables:
+                raise StoreError(f"{self.path} is an SQLite file of another program; not touched")
+            self._conn.execute("PRAGMA journal_mode = WAL")
         with self._transaction() as conn:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
+            current = _schema_version(conn, self.path)  # another process may have upgraded
+            for step in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[step]:
                     conn.execute(statement)
-            self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -338,6 +359,69 @@ class AclStore:
         rows = self._query("SELECT grp, user FROM memberships ORDER BY grp, user")
         return [Membership(*row) for row in rows]
 
+    # -- revocations ------------------------------------------------------------------
+
+    def revoke_user(self, user: str, until: int | None = None) -> int:
+        """Refuse every ticket of *user* stamped at or before *until* (default: now).
+
+        Returns the moment recorded (a later revocation of the same user only extends it).
+        """
+        check_name(user, "user")
+        moment = int(time.time()) if until is None else int(until)
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO revoked_users (user, until) VALUES (?, ?) "
+                "ON CONFLICT (user) DO UPDATE SET until = max(until, excluded.until)",
+                (user, moment),
+            )
+            return int(
+                conn.execute("SELECT until FROM revoked_users WHERE user = ?", (user,)).fetchone()[
+                    0
+                ]
+            )
+
+    def revoke_ticket(self, cookie_value: str, digest: str = "sha256") -> str:
+        """Refuse one ticket (given as its cookie value, in any dress); returns its digest."""
+        signature = parse_ticket(decode_cookie_value(cookie_value), digest).digest
+        self._revoke_signature(signature, "ticket")
+        return signature
+
+    def revoke_link(self, url_or_signature: str) -> str:
+        """Refuse one share link (its URL, or its ``ig_sig`` value); returns the signature."""
+        query = urllib.parse.urlsplit(url_or_signature).query
+        found = dict(urllib.parse.parse_qsl(query)).get(PARAM_SIGNATURE) if query else None
+        signature = found or url_or_signature.strip()
+        if not signature or any(c in signature for c in "?&=/ "):
+            raise StoreError(f"{url_or_signature!r} is neither a share link nor its signature")
+        self._revoke_signature(signature, "link")
+        return signature
+
+    def _revoke_signature(self, signature: str, kind: str) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO revoked_signatures (signature, kind, revoked_at) "
+                "VALUES (?, ?, ?)",
+                (signature, kind, int(time.time())),
+            )
+
+    def user_revoked_until(self, user: str) -> int | None:
+        """Tickets of *user* stamped at or before this moment are refused (None: none are)."""
+        rows = self._query("SELECT until FROM revoked_users WHERE user = ?", (user,))
+        return int(rows[0][0]) if rows else None
+
+    def signature_revoked(self, signature: str) -> bool:
+        """True when the ticket or share link with this signature was revoked."""
+        rows = self._query("SELECT 1 FROM revoked_signatures WHERE signature = ?", (signature,))
+        return bool(rows)
+
+    def revocations(self) -> list[tuple[str, str, int]]:
+        """Every revocation as (kind, what, moment): kinds ``user``, ``ticket``, ``link``."""
+        users = self._query("SELECT 'user', user, until FROM revoked_users ORDER BY user")
+        signatures = self._query(
+            "SELECT kind, signature, revoked_at FROM revoked_signatures ORDER BY kind, revoked_at"
+        )
+        return [(str(k), str(w), int(m)) for k, w, m in users + signatures]
+
     # -- decisions --------------------------------------------------------------------
 
     def decide(self, relpath: str, identity: Identity) -> Decision:
@@ -408,7 +492,15 @@ def parse_export(text: str) -> tuple[list[Rule], list[Membership]]:
 class _Snapshot:
     """What a :class:`CachedAcl` knows at one version of the store."""
 
-    __slots__ = ("candidates", "checked_at", "data_version", "groups", "validator")
+    __slots__ = (
+        "candidates",
+        "checked_at",
+        "data_version",
+        "groups",
+        "revoked_signatures",
+        "revoked_users",
+        "validator",
+    )
 
     def __init__(self, validator: tuple[int, ...], data_version: int, now: float) -> None:
         self.validator = validator
@@ -416,6 +508,8 @@ class _Snapshot:
         self.checked_at = now
         self.candidates: dict[str, list[Rule]] = {}
         self.groups: dict[str, frozenset[str]] = {}
+        self.revoked_users: dict[str, int | None] = {}
+        self.revoked_signatures: dict[str, bool] = {}
 
 
 def _stat_key(path: str) -> tuple[int, ...]:
@@ -493,18 +587,28 @@ class CachedAcl:
     def decide(self, relpath: str, identity: Identity) -> Decision:
         """What *identity* may see of *relpath*, using cached rules when nothing changed."""
         snapshot = self._current()
-        rules = snapshot.candidates.get(relpath)
-        if rules is None:
-            rules = self._fetch(snapshot.candidates, relpath, AclStore.candidates)
+        rules = self._cached(snapshot.candidates, relpath, AclStore.candidates)
         if identity.user is not None:
-            groups = snapshot.groups.get(identity.user)
-            if groups is None:
-                groups = self._fetch(snapshot.groups, identity.user, AclStore.groups_of)
+            groups = self._cached(snapshot.groups, identity.user, AclStore.groups_of)
             identity = identity.with_groups(groups)
         return decide(rules, relpath, identity)
 
-    def _fetch(self, cache: dict[str, _T], key: str, query: Callable[[AclStore, str], _T]) -> _T:
-        """Ask the store (under the lock: one connection serves every thread), remember it."""
+    def user_revoked_until(self, user: str) -> int | None:
+        """As :meth:`AclStore.user_revoked_until`, from memory when nothing changed."""
+        snapshot = self._current()
+        return self._cached(snapshot.revoked_users, user, AclStore.user_revoked_until)
+
+    def signature_revoked(self, signature: str) -> bool:
+        """As :meth:`AclStore.signature_revoked`, from memory when nothing changed."""
+        snapshot = self._current()
+        return self._cached(snapshot.revoked_signatures, signature, AclStore.signature_revoked)
+
+    def _cached(self, cache: dict[str, _T], key: str, query: Callable[[AclStore, str], _T]) -> _T:
+        """The cached answer for *key*, asking the store (once) when there is none yet."""
+        try:
+            return cache[key]
+        except KeyError:
+            pass
         with self._lock:
             assert self._store is not None
             value = query(self._store, key)

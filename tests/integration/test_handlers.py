@@ -163,7 +163,7 @@ def test_invalid_sessions_are_anonymous(site: Site, cookie: str, why: str) -> No
 
 def test_forged_cookie_is_logged(site: Site) -> None:
     site.request(f"{IMG}/gallery/cat.jpg", cookie="pysid=../../etc/passwd")
-    lines = [ln for ln in site.error_log().splitlines() if "ignored session cookie" in ln]
+    lines = [ln for ln in site.error_log().splitlines() if "ignored login cookie" in ln]
     assert lines and "malformed session cookie" in lines[-1]
 
 

@@ -70,6 +70,9 @@ class FakeRequest:
         self.err_headers_out = Table()
         self.hlist = types.SimpleNamespace(directory=str(root) + "/")
         self.server = object()
+        self.useragent_ip = "127.0.0.1"
+        self.args: str | None = None
+        self.subprocess_env = Table()
         self.logged: list[tuple[str, int]] = []
         self._options = options
         self.allowed: list[str] = []

@@ -1,0 +1,76 @@
+"""The secret file: the keys that sign tickets and share links, one per line, newest first.
+
+Keeping secrets in a file of their own, instead of in Apache's configuration, means the
+configuration can be read by many while the secrets are readable only by root and
+Apache's group, and a key can be rotated by editing one file with no restart: the file
+is re-read whenever it changes (one ``stat`` per request otherwise).
+
+Rules, each enforced with a message naming the file:
+
+* blank lines and lines starting with ``#`` are ignored;
+* at least one secret, each at least 16 characters (surrounding spaces stripped);
+* the file must not be readable by everyone (``chmod 640``, owned by root, group
+  ``www-data``), since whoever reads it can sign any login.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+
+from .errors import ConfigError
+
+MIN_SECRET_LENGTH = 16
+
+
+def parse_secrets(text: str, source: str = "secret file") -> tuple[bytes, ...]:
+    """The secrets in *text*, newest first; :class:`ConfigError` when unusable."""
+    secrets = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        secret = line.strip()
+        if not secret or secret.startswith("#"):
+            continue
+        if len(secret) < MIN_SECRET_LENGTH:
+            raise ConfigError(
+                f"{source} line {number}: a secret needs at least {MIN_SECRET_LENGTH} characters"
+            )
+        secrets.append(secret.encode("utf-8"))
+    if not secrets:
+        raise ConfigError(f"{source} holds no secret")
+    return tuple(secrets)
+
+
+class SecretFile:
+    """The secrets of one file, re-read when the file changes (thread-safe)."""
+
+    def __init__(self, path: str) -> None:
+        if not path:
+            raise ConfigError("imageguard.tkt_secret_file is not set: name the secret file")
+        self.path = path
+        self._lock = threading.Lock()
+        self._validator: tuple[int, ...] | None = None
+        self._secrets: tuple[bytes, ...] = ()
+
+    def secrets(self) -> tuple[bytes, ...]:
+        """The current secrets, newest first."""
+        try:
+            st = os.stat(self.path)
+        except OSError as exc:
+            raise ConfigError(f"secret file {self.path}: {exc.strerror}") from None
+        validator = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if validator == self._validator:
+            return self._secrets
+        if st.st_mode & stat.S_IROTH:
+            raise ConfigError(
+                f"secret file {self.path} is readable by everyone: chmod o-r (e.g. 640)"
+            )
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                text = handle.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"secret file {self.path}: {exc}") from None
+        secrets = parse_secrets(text, f"secret file {self.path}")
+        with self._lock:
+            self._secrets, self._validator = secrets, validator
+        return secrets
