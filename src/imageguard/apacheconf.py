@@ -56,14 +56,34 @@ class SiteConfig:
     deny_status: int = 403
     max_age: int = 0
     extensions: str = ""
+    #: "modpython" (the application's mod_python session) or "auth_tkt" (signed tickets).
+    session_source: str = "modpython"
+    tkt_secret_file: str = ""
+    tkt_digest: str = ""
+    tkt_timeout: str = ""
+    tkt_bind_ip: bool = False
 
     def option_lines(self) -> list[str]:
         """The ``PythonOption`` lines for this site (defaults left out)."""
         lines = [
             f"PythonOption imageguard.root {self.root}",
             f"PythonOption imageguard.acl_db {self.acl_db}",
-            f"PythonOption mod_python.session.session_type {self.session_type}",
         ]
+        if self.tkt_secret_file:
+            lines.append(f"PythonOption imageguard.tkt_secret_file {self.tkt_secret_file}")
+        if self.session_source == "auth_tkt":
+            lines.append("PythonOption imageguard.session auth_tkt")
+            if self.tkt_digest:
+                lines.append(f"PythonOption imageguard.tkt_digest {self.tkt_digest}")
+            if self.tkt_timeout:
+                lines.append(f"PythonOption imageguard.tkt_timeout {self.tkt_timeout}")
+            if self.tkt_bind_ip:
+                lines.append("PythonOption imageguard.tkt_bind_ip on")
+            if self.cookie_name:
+                lines.append(f"PythonOption imageguard.tkt_cookie {self.cookie_name}")
+            lines += self._common_lines()
+            return lines
+        lines.append(f"PythonOption mod_python.session.session_type {self.session_type}")
         if self.session_type == "FileSession":
             lines.append(
                 f"PythonOption mod_python.file_session.database_directory {self.session_directory}"
@@ -74,6 +94,11 @@ class SiteConfig:
             )
         if self.cookie_name:
             lines.append(f"PythonOption mod_python.session.cookie_name {self.cookie_name}")
+        lines += self._common_lines()
+        return lines
+
+    def _common_lines(self) -> list[str]:
+        lines = []
         if self.login_url:
             lines.append(f"PythonOption imageguard.login_url {self.login_url}")
         if self.deny_status != 403:
@@ -129,7 +154,7 @@ def directory_block(
     AuthName "images"
     Require valid-user
 
-    # These must match the application's own session settings.
+    # Logins: these must match the application's own settings.
 {options}
 </Directory>
 """
@@ -161,9 +186,23 @@ EXAMPLE_SITE = SiteConfig(
 )
 
 
+#: The same site, with logins from auth_tkt tickets instead of mod_python sessions.
+EXAMPLE_TICKET_SITE = SiteConfig(
+    root="/srv/images",
+    url_path="/images",
+    acl_db="/var/lib/imageguard/acl.db",
+    login_url="/login",
+    session_source="auth_tkt",
+    tkt_secret_file="/etc/imageguard/secrets",
+    tkt_digest="sha256",
+    tkt_timeout="2h",
+)
+
+
 def shipped_files() -> dict[str, str]:
     """The files in ``apache_conf/``, by name (a test checks they match this output)."""
     return {
         "imageguard.conf": directory_block(EXAMPLE_SITE, portable=True),
+        "imageguard-tickets.conf": directory_block(EXAMPLE_TICKET_SITE, portable=True),
         "htaccess.example": htaccess(),
     }

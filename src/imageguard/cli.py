@@ -6,19 +6,24 @@ import argparse
 import os
 import pwd
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__
+from . import __version__, sharelinks
 from .acl import ranked
 from .apacheconf import SiteConfig, directory_block, htaccess
+from .durations import parse_duration
 from .errors import ImageGuardError
 from .levels import Level
 from .principals import Identity, check_name
+from .secretfile import SecretFile
 from .settings import OPTIONS
 from .store import AclStore
+from .tickets import issue_ticket
 
 DB_ENV = "IMAGEGUARD_DB"
+SECRET_ENV = "IMAGEGUARD_SECRET_FILE"
 
 DESCRIPTION = """\
 Protect an Apache image directory with your application's own logins.
@@ -34,6 +39,7 @@ The most specific pattern wins; see docs/acl.md for the whole order.
 
 EPILOG = f"""\
 The ACL store is an SQLite file: --db PATH, or the {DB_ENV} environment variable.
+Tickets and share links are signed with the secrets of --secret-file (or ${SECRET_ENV}).
 Exit status: 0 done (explain: granted), 1 explain: denied, 2 error (nothing changed).
 """
 
@@ -182,8 +188,84 @@ def cmd_apache_conf(args: argparse.Namespace) -> int:
         deny_status=args.deny_status,
         max_age=args.max_age,
         extensions=args.extensions or "",
+        session_source=args.session,
+        tkt_secret_file=os.path.abspath(args.secret_file) if args.secret_file else "",
+        tkt_digest=args.tkt_digest or "",
+        tkt_timeout=args.tkt_timeout or "",
+        tkt_bind_ip=args.tkt_bind_ip,
     )
+    if site.session_source == "auth_tkt" and not site.tkt_secret_file:
+        raise CliError("--session auth_tkt needs --secret-file (or $IMAGEGUARD_SECRET_FILE)")
     sys.stdout.write(directory_block(site))
+    return 0
+
+
+def _secrets(args: argparse.Namespace) -> tuple[bytes, ...]:
+    if not args.secret_file:
+        raise CliError(f"no secret file given: use --secret-file FILE or set {SECRET_ENV}")
+    return SecretFile(args.secret_file).secrets()
+
+
+def cmd_ticket(args: argparse.Namespace) -> int:
+    secret = _secrets(args)[0]
+    try:
+        value = issue_ticket(
+            args.user,
+            args.group,
+            secret,
+            user_data=args.data,
+            digest=args.digest,
+            ip=args.ip,
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    print(value)
+    return 0
+
+
+def cmd_revoke_user(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        until = store.revoke_user(args.user)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(until))
+    print(f"tickets of {args.user} issued until {stamp} are refused from the next request on")
+    return 0
+
+
+def cmd_revoke_ticket(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        digest = store.revoke_ticket(args.ticket, args.digest)
+    print(f"revoked ticket {digest[:16]}...")
+    return 0
+
+
+def cmd_share(args: argparse.Namespace) -> int:
+    relpath = args.relpath.strip("/")
+    try:
+        expires = int(time.time()) + parse_duration(args.expires)
+        params = sharelinks.sign(relpath, args.level, expires, _secrets(args)[0], args.user or "")
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    url = sharelinks.link(args.url_path, relpath, params)
+    print(args.base_url.rstrip("/") + url if args.base_url else url)
+    return 0
+
+
+def cmd_share_revoke(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        signature = store.revoke_link(args.link)
+    print(f"revoked share link {signature[:16]}...")
+    return 0
+
+
+def cmd_revocations(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        found = store.revocations()
+    for kind, what, moment in found:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(moment))
+        shown = what if kind == "user" else what[:16] + "..."
+        print(f"{kind:<6}  {stamp}  {shown}")
+    if not found:
+        print("no revocations")
     return 0
 
 
@@ -214,6 +296,14 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(func=func)
         return p
+
+    def secret_file_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--secret-file",
+            default=os.environ.get(SECRET_ENV),
+            metavar="FILE",
+            help=f"secrets, newest first (default: ${SECRET_ENV})",
+        )
 
     p = command("init", cmd_init, "create the ACL store (an existing one is left as it is)")
     p.add_argument("--owner", metavar="USER", help="hand the store to USER (e.g. www-data)")
@@ -265,6 +355,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-age", type=int, default=0, metavar="SECONDS")
     p.add_argument("--extensions", metavar="LIST", help='e.g. ".jpg .png"')
     p.add_argument("--htaccess", action="store_true", help="print the .htaccess gate instead")
+    p.add_argument(
+        "--session",
+        default="modpython",
+        choices=["modpython", "auth_tkt"],
+        help="logins from mod_python sessions (default) or auth_tkt tickets",
+    )
+    p.add_argument("--tkt-digest", choices=["sha256", "sha512", "md5"])
+    p.add_argument("--tkt-timeout", metavar="DURATION", help="e.g. 2h (the default)")
+    p.add_argument("--tkt-bind-ip", action="store_true", help="bind tickets to addresses")
+    secret_file_option(p)
+
+    p = command("ticket", cmd_ticket, "print an auth_tkt cookie value for USER")
+    p.add_argument("user", metavar="USER")
+    p.add_argument("--group", metavar="G", action="append", default=[], help="a token/group")
+    p.add_argument("--data", default="", metavar="TEXT", help="user data carried in the ticket")
+    p.add_argument("--digest", default="sha256", choices=["sha256", "sha512", "md5"])
+    p.add_argument("--ip", default="0.0.0.0", metavar="ADDR", help="bind to this address")
+    secret_file_option(p)
+
+    p = command("revoke-user", cmd_revoke_user, "refuse every ticket of USER issued until now")
+    p.add_argument("user", metavar="USER")
+
+    p = command("revoke-ticket", cmd_revoke_ticket, "refuse one ticket (its cookie value)")
+    p.add_argument("ticket", metavar="TICKET")
+    p.add_argument("--digest", default="sha256", choices=["sha256", "sha512", "md5"])
+
+    p = command("share", cmd_share, "print a signed, expiring link to one image")
+    p.add_argument("relpath", metavar="RELPATH", help="image path relative to the root")
+    p.add_argument("--level", required=True, choices=["thumb", "preview", "full"])
+    p.add_argument("--expires", required=True, metavar="DURATION", help="e.g. 30m, 2h, 7d")
+    p.add_argument("--user", metavar="NAME", help="only this logged-in user may use it")
+    p.add_argument("--url-path", default="/images", metavar="PATH", help="default: /images")
+    p.add_argument("--base-url", metavar="URL", help="e.g. https://example.org")
+    secret_file_option(p)
+
+    p = command("share-revoke", cmd_share_revoke, "refuse one share link (URL or signature)")
+    p.add_argument("link", metavar="URL")
+
+    command("revocations", cmd_revocations, "list revoked users, tickets and share links")
 
     command("options", cmd_options, "list the PythonOption settings imageguard reads")
     return parser

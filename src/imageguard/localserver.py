@@ -499,6 +499,19 @@ class LocalApache:
         except FileNotFoundError:
             return []
 
+    def wait_for_access_log(self, needle: str, timeout: float = 5) -> list[str]:
+        """The access log lines holding *needle*, once there is one (or after *timeout*).
+
+        Apache writes the access log in the log phase, after the response has gone, so a
+        client that just got its answer may look before the line is there.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [line for line in self.access_log_lines() if needle in line]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.02)
+
     # Setup ---------------------------------------------------------------------------
     def write_config(self) -> Path:
         """Create the work directory layout and write httpd.conf; return its path."""

@@ -29,6 +29,7 @@ from imageguard.apacheconf import SiteConfig, directory_block, htaccess
 from imageguard.localserver import (
     ApacheConfig,
     LocalApache,
+    free_port,
     make_workdir,
     prepare_readable,
     prepare_writable,
@@ -37,6 +38,8 @@ from imageguard.localserver import (
 from .httpfetch import fetch
 
 APPS = Path(__file__).parent / "apps"
+#: The ticket and share-link secret of the test sites (first line of their secret file).
+SECRET = "integration-secret-0123456789"
 CLI = [sys.executable, "-m", "imageguard.cli"]
 MPMS = ["event", "prefork"]
 
@@ -124,6 +127,8 @@ class Site:
     db: Path
     sessions: Path
     mpm: str
+    secrets: Path
+    ipv6_port: int
     cookies: dict[str, str] = field(default_factory=dict)
 
     def request(
@@ -133,13 +138,20 @@ class Site:
         method: str = "GET",
         cookie: str | None = None,
         headers: dict[str, str] | None = None,
+        source: str | None = None,
+        host: str = "127.0.0.1",
     ) -> tuple[int, dict[str, str], bytes]:
-        """One HTTP request; returns (status, lower-cased headers, body)."""
+        """One HTTP request; returns (status, lower-cased headers, body).
+
+        *source* binds the client's address (e.g. 127.0.0.2); *host* ``::1`` talks to the
+        server's IPv6 listener.
+        """
         sent = dict(headers or {})
         sent.setdefault("Accept", "image/avif,image/webp,*/*")
         if cookie is not None:
             sent["Cookie"] = cookie
-        return fetch(self.server.port, path, method=method, headers=sent)
+        port = self.ipv6_port if host == "::1" else self.server.port
+        return fetch(port, path, method=method, headers=sent, source=source, host=host)
 
     def login(self, user: str, groups: str = "", *, app: str = "/app", timeout: int = 0) -> str:
         """Log *user* in through the application; returns the ``Cookie`` header value."""
@@ -190,7 +202,10 @@ def build_site(mpm: str, **server_settings: object) -> Iterator[Site]:
     (workdir / "rules.txt").write_text(RULES)
     cli(db, "import", str(workdir / "rules.txt"))
     prepare_readable(workdir)
+    secrets = state / "secrets"
+    secrets.write_text(SECRET + "\n")
     prepare_writable(state)
+    secrets.chmod(0o640)
 
     images = SiteConfig(
         root=str(root),
@@ -199,11 +214,14 @@ def build_site(mpm: str, **server_settings: object) -> Iterator[Site]:
         session_type="FileSession",
         session_directory=str(sessions),
         login_url="/app/login",
+        tkt_secret_file=str(secrets),  # for share links
     )
     # Two <Directory> blocks naming one directory would merge their options, so the
     # other sites reach their trees through symbolic links (imageguard.root resolves them).
     (workdir / "dbimages").symlink_to(root)
     (workdir / "broken").symlink_to(ht)
+    (workdir / "tktimages").symlink_to(root)
+    (workdir / "tktbound").symlink_to(root)
     dbm_file = state / "dbm-sessions"
     dbimages = SiteConfig(
         root=str(workdir / "dbimages"),
@@ -214,9 +232,28 @@ def build_site(mpm: str, **server_settings: object) -> Iterator[Site]:
         deny_status=404,
         max_age=60,
     )
+    tickets = SiteConfig(
+        root=str(workdir / "tktimages"),
+        url_path="/tktimages",
+        acl_db=str(db),
+        session_source="auth_tkt",
+        tkt_secret_file=str(secrets),
+        login_url="/login",
+    )
+    bound = SiteConfig(
+        root=str(workdir / "tktbound"),
+        url_path="/tktbound",
+        acl_db=str(db),
+        session_source="auth_tkt",
+        tkt_secret_file=str(secrets),
+        tkt_digest="sha512",
+        tkt_timeout="10m",
+        tkt_bind_ip=True,
+    )
     broken = SiteConfig(
         root=str(workdir / "broken"), url_path="/broken", acl_db=str(state / "missing.db")
     )
+    ipv6_port = free_port()
     file_app = app_block(
         "/app",
         workdir / "app",
@@ -237,6 +274,9 @@ DocumentRoot {docroot}
 {directory_block(images)}
 {directory_block(dbimages)}
 {directory_block(broken)}
+{directory_block(tickets)}
+{directory_block(bound)}
+Listen [::1]:{ipv6_port}
 Alias /ht {ht}
 <Directory {ht}>
     Require all granted
@@ -250,7 +290,7 @@ Alias /ht {ht}
     )
     try:
         with server:
-            yield Site(server, workdir, root, db, sessions, mpm)
+            yield Site(server, workdir, root, db, sessions, mpm, secrets, ipv6_port)
     finally:
         if not os.environ.get("IMAGEGUARD_KEEP_WORKDIR"):
             shutil.rmtree(workdir, ignore_errors=True)

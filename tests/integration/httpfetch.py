@@ -14,13 +14,16 @@ def fetch(
     method: str = "GET",
     headers: dict[str, str] | None = None,
     body: str | bytes | None = None,
+    source: str | None = None,
+    host: str = "127.0.0.1",
 ) -> Response:
-    """Send one request to 127.0.0.1:*port*; return (status, lower-cased headers, body).
+    """Send one request to *host*:*port*; return (status, lower-cased headers, body).
 
     Redirects are not followed. Repeated headers are joined with a newline (so several
     ``Set-Cookie`` lines stay apart).
     """
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    source_address = (source, 0) if source else None
+    conn = http.client.HTTPConnection(host, port, timeout=20, source_address=source_address)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         response = conn.getresponse()

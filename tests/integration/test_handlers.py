@@ -189,9 +189,8 @@ def test_logout_is_seen_on_next_request(site: Site) -> None:
 
 def test_user_is_in_access_log(site: Site) -> None:
     site.request(f"{IMG}/gallery/dog.png", cookie=site.cookie_for("bob"))
-    time.sleep(0.2)
-    lines = [ln for ln in site.server.access_log_lines() if "/images/gallery/dog.png" in ln]
-    assert any(" bob [" in ln for ln in lines), lines[-3:]
+    lines = site.server.wait_for_access_log("bob [")
+    assert any("/images/gallery/dog.png" in ln for ln in lines), lines[-3:]
 
 
 def test_image_requests_do_not_wait_for_a_locked_session(site: Site) -> None:
