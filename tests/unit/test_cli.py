@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -175,3 +176,113 @@ def test_help_reads_well(capsys: pytest.CaptureFixture[str]) -> None:
 def test_options_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "options")
     assert code == 0 and "imageguard.acl_db" in out and "imageguard.login_url" in out
+
+
+@pytest.fixture
+def secret_file(tmp_path: Path) -> str:
+    path = tmp_path / "secrets"
+    path.write_text("cli-secret-0123456789abcdef\nolder-secret-0123456789\n")
+    path.chmod(0o600)
+    return str(path)
+
+
+def test_ticket_command_is_verifiable(secret_file: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from imageguard.tickets import TicketVerifier
+
+    code, out, _ = run(capsys, "ticket", "bob", "--group", "staff", "--secret-file", secret_file)
+    assert code == 0
+    verified = TicketVerifier(secrets=[b"cli-secret-0123456789abcdef"]).verify(out.strip())
+    assert verified.user == "bob" and verified.groups == {"staff"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ticket", "bo!b"], "must not contain '!'"),
+        (["ticket", "bob", "--group", "a,b"], "must not contain ','"),
+        (["ticket", "bob", "--data", "x\0y"], "NUL"),
+    ],
+)
+def test_ticket_command_refusals(
+    secret_file: str, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    code, out, err = run(capsys, *args, "--secret-file", secret_file)
+    assert code == 2 and out == "" and message in err
+
+
+def test_ticket_needs_a_secret_file(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("IMAGEGUARD_SECRET_FILE", raising=False)
+    code, _, err = run(capsys, "ticket", "bob")
+    assert code == 2 and "--secret-file FILE" in err
+
+
+def test_share_and_revocation_commands(
+    db: str, secret_file: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, url, _ = run(
+        capsys,
+        "share",
+        "/gallery/cat.jpg",
+        "--level",
+        "preview",
+        "--expires",
+        "2h",
+        "--user",
+        "bob",
+        "--secret-file",
+        secret_file,
+        "--base-url",
+        "https://example.org/",
+    )
+    assert code == 0
+    assert url.startswith("https://example.org/images/gallery/cat.jpg?ig_exp=")
+    assert "ig_lvl=preview" in url and "ig_user=bob" in url
+    code, _, err = run(
+        capsys,
+        "share",
+        "a.jpg",
+        "--level",
+        "full",
+        "--expires",
+        "soon",
+        "--secret-file",
+        secret_file,
+    )
+    assert code == 2 and "not a duration" in err
+    assert run(capsys, "--db", db, "share-revoke", url.strip())[0] == 0
+    assert run(capsys, "--db", db, "revoke-user", "bob")[0] == 0
+    code, ticket, _ = run(capsys, "ticket", "carol", "--secret-file", secret_file)
+    assert run(capsys, "--db", db, "revoke-ticket", ticket.strip())[0] == 0
+    code, out, _ = run(capsys, "--db", db, "revocations")
+    kinds = sorted(line.split()[0] for line in out.splitlines())
+    assert code == 0 and kinds == ["link", "ticket", "user"]
+
+
+def test_apache_conf_for_tickets(
+    db: str, tmp_path: Path, secret_file: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(
+        capsys,
+        "--db",
+        db,
+        "apache-conf",
+        "--root",
+        str(tmp_path),
+        "--session",
+        "auth_tkt",
+        "--secret-file",
+        secret_file,
+        "--tkt-bind-ip",
+        "--tkt-digest",
+        "sha512",
+    )
+    assert code == 0
+    assert "PythonOption imageguard.session auth_tkt" in out
+    assert f"PythonOption imageguard.tkt_secret_file {secret_file}" in out
+    assert "PythonOption imageguard.tkt_bind_ip on" in out
+    assert "mod_python.session.session_type" not in out
+    os.environ.pop("IMAGEGUARD_SECRET_FILE", None)
+    code, _, err = run(capsys, "apache-conf", "--root", str(tmp_path), "--session", "auth_tkt")
+    assert code == 2 and "needs --secret-file" in err

@@ -80,3 +80,50 @@ def test_config_errors_are_not_cached(tmp_path: Path) -> None:
         runtime_for(options, "")
     (tmp_path / "later").mkdir()
     assert runtime_for(options, "").gate.root == str(tmp_path / "later")
+
+
+def test_ticket_options(tmp_path: Path) -> None:
+    settings = Settings.from_options(
+        {
+            "imageguard.session": "AUTH_TKT",
+            "imageguard.tkt_secret_file": "/etc/s",
+            "imageguard.tkt_digest": "SHA-512",
+            "imageguard.tkt_timeout": "30m",
+            "imageguard.tkt_bind_ip": "on",
+            "imageguard.tkt_cookie": "tkt",
+            "mod_python.session.session_type": "MemorySession",  # irrelevant for tickets
+        }
+    )
+    assert settings.session_source == "auth_tkt"
+    assert (settings.tkt_digest, settings.tkt_timeout) == ("sha512", 1800)
+    assert settings.tkt_bind_ip and not settings.tkt_allow_no_timeout
+    assert settings.tkt_cookie == "tkt" and settings.tkt_secret_file == "/etc/s"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"imageguard.session": "ldap"}, "modpython or auth_tkt"),
+        ({"imageguard.tkt_digest": "sha1"}, "unknown ticket digest"),
+        ({"imageguard.tkt_timeout": "soon"}, "tkt_timeout"),
+        ({"imageguard.tkt_bind_ip": "maybe"}, "on or off"),
+    ],
+)
+def test_bad_ticket_options(options: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_options(options)
+
+
+def test_ticket_runtime_needs_a_secret_file_and_a_timeout(tmp_path: Path) -> None:
+    base = {"imageguard.root": str(tmp_path), "imageguard.session": "auth_tkt"}
+    with pytest.raises(ConfigError, match=r"needs imageguard\.tkt_secret_file"):
+        runtime_for(base, "")
+    with pytest.raises(ConfigError, match="accept a stolen ticket forever"):
+        runtime_for({**base, "imageguard.tkt_secret_file": "/x", "imageguard.tkt_timeout": "0"}, "")
+    allowed = {
+        **base,
+        "imageguard.tkt_secret_file": "/x",
+        "imageguard.tkt_timeout": "0",
+        "imageguard.tkt_allow_no_timeout": "on",
+    }
+    assert runtime_for(allowed, "").settings.tkt_timeout == 0

@@ -1,0 +1,96 @@
+"""Revocations in the store, the cached reader's view of them, and schema migration."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from imageguard.errors import MalformedTicket, StoreError
+from imageguard.store import SCHEMA_VERSION, AclStore, CachedAcl
+from imageguard.tickets import decode_cookie_value, issue_ticket, parse_ticket
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "acl.db"
+    AclStore.create(path).close()
+    return path
+
+
+def test_revoke_user_only_moves_forward(db: Path) -> None:
+    with AclStore(db) as store:
+        assert store.user_revoked_until("bob") is None
+        assert store.revoke_user("bob", until=2000) == 2000
+        assert store.revoke_user("bob", until=1000) == 2000
+        assert store.revoke_user("bob", until=3000) == 3000
+        assert store.user_revoked_until("bob") == 3000
+
+
+def test_revoke_ticket_in_any_dress(db: Path) -> None:
+    value = issue_ticket("bob", ["g"], "secret-0123456789abcdef", timestamp=1_800_000_000)
+    digest = parse_ticket(decode_cookie_value(value)).digest
+    with AclStore(db) as store:
+        assert store.revoke_ticket(value) == digest
+        assert store.signature_revoked(digest)
+        raw = decode_cookie_value(value)
+        assert store.revoke_ticket(raw.replace("!", "%21")) == digest  # twice is fine
+        with pytest.raises(MalformedTicket):
+            store.revoke_ticket("nonsense")
+        assert [kind for kind, _, _ in store.revocations()] == ["ticket"]
+
+
+def test_revoke_link(db: Path) -> None:
+    with AclStore(db) as store:
+        sig = store.revoke_link("https://x.org/images/a.jpg?ig_exp=1&ig_lvl=full&ig_sig=AbC-_9")
+        assert sig == "AbC-_9" and store.signature_revoked("AbC-_9")
+        assert store.revoke_link("Zz_-09") == "Zz_-09"
+        with pytest.raises(StoreError):
+            store.revoke_link("https://x.org/images/a.jpg?ig_exp=1")
+
+
+def test_cached_reader_sees_revocations_on_the_next_call(db: Path) -> None:
+    cache = CachedAcl(str(db))
+    assert cache.user_revoked_until("bob") is None
+    assert not cache.signature_revoked("abc")
+    with AclStore(db) as store:
+        store.revoke_user("bob", until=5)
+        store.revoke_link("abc")
+    assert cache.user_revoked_until("bob") == 5
+    assert cache.signature_revoked("abc")
+
+
+def test_unrevoked_answers_are_cached_too(db: Path) -> None:
+    cache = CachedAcl(str(db))
+    cache.user_revoked_until("bob")
+    assert cache._store is not None
+    statements: list[str] = []
+    cache._store._conn.set_trace_callback(statements.append)
+    for _ in range(3):
+        assert cache.user_revoked_until("bob") is None
+        assert cache.signature_revoked("x") is False
+    assert len(statements) == 1  # only the first signature lookup asked SQLite
+
+
+def test_version_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE rules (pattern TEXT NOT NULL, principal TEXT NOT NULL,
+            level TEXT NOT NULL, anchor TEXT NOT NULL, created_at TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (pattern, principal));
+        CREATE INDEX rules_by_anchor ON rules (anchor);
+        CREATE TABLE memberships (user TEXT NOT NULL, grp TEXT NOT NULL,
+            PRIMARY KEY (user, grp));
+        INSERT INTO rules VALUES ('a/', 'anyone', 'full', 'a/', '');
+        PRAGMA user_version = 1;
+        """
+    )
+    conn.close()
+    with AclStore(path) as store:
+        assert [str(r) for r in store.rules()] == ["a/ anyone full"]
+        store.revoke_user("bob", until=1)
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
