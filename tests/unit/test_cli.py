@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -283,6 +282,6 @@ def test_apache_conf_for_tickets(
     assert f"PythonOption imageguard.tkt_secret_file {secret_file}" in out
     assert "PythonOption imageguard.tkt_bind_ip on" in out
     assert "mod_python.session.session_type" not in out
-    os.environ.pop("IMAGEGUARD_SECRET_FILE", None)
+    monkeypatch.delenv("IMAGEGUARD_SECRET_FILE", raising=False)
     code, _, err = run(capsys, "apache-conf", "--root", str(tmp_path), "--session", "auth_tkt")
     assert code == 2 and "needs --secret-file" in err
