@@ -260,7 +260,11 @@ def test_share_and_revocation_commands(
 
 
 def test_apache_conf_for_tickets(
-    db: str, tmp_path: Path, secret_file: str, capsys: pytest.CaptureFixture[str]
+    db: str,
+    tmp_path: Path,
+    secret_file: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     code, out, _ = run(
         capsys,
