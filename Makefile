@@ -6,7 +6,7 @@
 SYSTEM_PYTHON := /usr/bin/python3
 VENV          := .venv
 VPY           := $(VENV)/bin/python
-APT_PACKAGES  := apache2 libapache2-mod-python python3-venv
+APT_PACKAGES  := apache2 libapache2-mod-python libapache2-mod-auth-tkt python3-venv
 STAMP         := $(VENV)/.installed
 PORT          ?= 8080
 

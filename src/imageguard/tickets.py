@@ -32,6 +32,7 @@ import binascii
 import hashlib
 import hmac
 import ipaddress
+import re
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
@@ -120,11 +121,26 @@ class ParsedTicket:
     user_data: str
 
 
+_QUOTED_ESCAPE = re.compile(r"\\(?:([0-3][0-7]{2})|(.))", re.DOTALL)
+
+
+def _unquote_cookie(text: str) -> str:
+    """The content of a double-quoted cookie value, its backslash escapes undone.
+
+    Python's ``http.cookies`` and WebOb quote a value holding characters such as ``,``
+    and write those as three-digit octal escapes (``,`` becomes ``\\054``); a
+    backslash before any other character stands for that character.
+    """
+    return _QUOTED_ESCAPE.sub(
+        lambda m: chr(int(m.group(1), 8)) if m.group(1) else m.group(2), text[1:-1]
+    )
+
+
 def decode_cookie_value(value: str) -> str:
     """The ticket text inside a cookie value: unquoted, ``%21``-unescaped or base64-decoded."""
     text = value.strip()
     if len(text) >= 2 and text[0] == text[-1] == '"':
-        text = text[1:-1]
+        text = _unquote_cookie(text)
     if "!" in text:
         return text
     if "%21" in text.lower():
@@ -301,12 +317,19 @@ def issue_ticket(
 
     It is always written in the ``uid!tokens!data`` form. A ``!`` in the user name,
     a ``!`` or ``,`` in a group, and a NUL anywhere raise :class:`ValueError`, as does an
-    empty secret. Pass the client's *ip* only when tickets are bound to addresses.
+    empty secret, and so does a user name holding a ``%`` escape (``a%41``): mod_auth_tkt
+    would read it as written but Pyramid, which URL-unquotes user ids, as another name.
+    Pass the client's *ip* only when tickets are bound to addresses.
     """
     key = secret.encode("utf-8") if isinstance(secret, str) else secret
     if not key:
         raise ValueError("a ticket needs a secret")
     check_name(_check_part(user, "user name", "!"), "user")
+    if urllib.parse.unquote(user) != user:
+        raise ValueError(
+            f"user name {user!r} holds a %-escape: Pyramid would read it as "
+            f"{urllib.parse.unquote(user)!r} and mod_auth_tkt as written"
+        )
     tokens = [_check_part(g, "group", "!,") for g in groups]
     for token in tokens:
         check_name(token, "group")
