@@ -18,19 +18,27 @@ from typing import Any
 from mod_python import apache
 
 from .acl import Decision
-from .errors import ConfigError, ImageGuardError, ShareLinkError, StoreError
+from .errors import (
+    ConfigError,
+    ContentError,
+    ImageGuardError,
+    RenditionError,
+    ShareLinkError,
+    StoreError,
+    VariantError,
+)
 from .gate import GateVerdict
 from .levels import Level
 from .principals import Identity
 from .runtime import Login, Runtime, runtime_for
 from .sharelinks import ShareGrant, carries_link
+from .variants import VariantChoice, choose, requested_variant
 
 import _apache  # isort: skip  (mod_python's C module; exists only inside Apache)
 
-#: The lowest level served as it is. Renditions for ``preview`` and ``thumb`` are to come.
-SERVED_LEVEL = Level.FULL
-
 _STATE_ATTR = "imageguard_state"
+#: The name a preview's watermark gives a viewer who is not logged in (a share link's).
+GUEST = "guest"
 
 
 class _RequestState:
@@ -73,10 +81,20 @@ def _log(req: Any, level: int, message: str) -> None:
 
 
 def _fail_closed(req: Any, phase: str, exc: BaseException) -> int:
-    """Log an error in one line and refuse the request (500 for config, store and bugs)."""
-    if isinstance(exc, (ConfigError, StoreError)):
+    """Log an error in one line and refuse the request.
+
+    A file that cannot be served as an image is 415, an unknown variant 400, a bad
+    configuration, store or cache 500, any other imageguard error 403, a bug 500.
+    """
+    if isinstance(exc, (ConfigError, StoreError, RenditionError)):
         _log(req, apache.APLOG_ERR, f"{phase}: {exc}")
         return apache.HTTP_INTERNAL_SERVER_ERROR
+    if isinstance(exc, ContentError):
+        _log(req, apache.APLOG_ERR, f"{phase}: refused {req.filename}: {exc}")
+        return apache.HTTP_UNSUPPORTED_MEDIA_TYPE
+    if isinstance(exc, VariantError):
+        _log(req, apache.APLOG_ERR, f"{phase}: refused: {exc}")
+        return apache.HTTP_BAD_REQUEST
     if isinstance(exc, ImageGuardError):
         _log(req, apache.APLOG_ERR, f"{phase}: refused: {exc}")
         return apache.HTTP_FORBIDDEN
@@ -90,9 +108,7 @@ def _fail_closed(req: Any, phase: str, exc: BaseException) -> int:
 
 def _gate(req: Any, state: _RequestState) -> GateVerdict:
     if state.verdict is None:
-        state.verdict = state.runtime.gate.check(
-            req.method, req.filename or "", req.path_info or ""
-        )
+        state.verdict = state.runtime.admit(req.method, req.filename or "", req.path_info or "")
     return state.verdict
 
 
@@ -218,8 +234,47 @@ def authenhandler(req: Any) -> int:
         return _fail_closed(req, "authen", exc)
 
 
+def _send_instead(req: Any, path: str) -> None:
+    """Have Apache send the file *path* in answer to this request (see the shared notes:
+    ``req.finfo`` must describe the new file, or the response is cut at the old size)."""
+    finfo = apache.stat(path, apache.APR_FINFO_MIN)
+    if finfo.filetype != apache.APR_REG:
+        raise RenditionError(f"{path} vanished before it could be sent")
+    req.filename = path
+    req.finfo = finfo
+
+
+def _allow(req: Any, state: _RequestState, login: Login, choice: VariantChoice) -> int:
+    """Let Apache send the variant chosen: the original, or a rendition swapped in."""
+    runtime = state.runtime
+    if choice.variant is not Level.FULL:
+        assert state.verdict is not None and choice.variant is not None
+        viewer = login.identity.user or GUEST
+        host = req.server.server_hostname or ""
+        path = runtime.rendition(state.verdict, choice.variant, viewer=viewer, host=host)
+        _send_instead(req, path)
+    req.headers_out["Cache-Control"] = f"private, max-age={runtime.settings.max_age}"
+    req.headers_out.add("Vary", "Cookie")
+    req.headers_out["X-Content-Type-Options"] = "nosniff"
+    return apache.OK
+
+
+def _deny(req: Any, state: _RequestState, login: Login, why: str) -> int:
+    """Refuse with the deny status (logged); with the placeholder, a padlock as the body."""
+    runtime = state.runtime
+    _log(req, apache.APLOG_ERR, f"denied {login.identity}: {why}")
+    req.err_headers_out["Cache-Control"] = "private, no-store"
+    status = runtime.settings.deny_status
+    if runtime.placeholder is None or _wants_html(req):
+        return status
+    _send_instead(req, runtime.placeholder)
+    req.headers_out["Cache-Control"] = "private, no-store"
+    req.status = status  # Apache's own file handler sends the padlock with this status
+    return apache.OK
+
+
 def authzhandler(req: Any) -> int:
-    """Authorization phase: serve the image only when the ACL grants a served level."""
+    """Authorization phase: the ACL's level and the variant asked for decide what is sent."""
     try:
         state = _state(req)
         refusal = _gate_refusal(req, state)
@@ -227,21 +282,17 @@ def authzhandler(req: Any) -> int:
             return refusal
         login = _login(req, state)
         decision = _decision(state)
-        settings = state.runtime.settings
         level = max(decision.level, _shared_level(req, state, login.identity))
-        if level >= SERVED_LEVEL:
-            req.headers_out["Cache-Control"] = f"private, max-age={settings.max_age}"
-            req.headers_out.add("Vary", "Cookie")
-            req.headers_out["X-Content-Type-Options"] = "nosniff"
-            return apache.OK
+        asked = requested_variant(req.args or "")
+        choice = choose(asked, level, downgrade=state.runtime.settings.downgrade)
+        if choice.served:
+            return _allow(req, state, login, choice)
         why = decision.reason
         if level > decision.level:
             why += f"; a share link grants {level.label}"
         if level > Level.DENY:
-            why += f"; level {level.label} is not served yet"
-        _log(req, apache.APLOG_ERR, f"denied {login.identity}: {why}")
-        req.err_headers_out["Cache-Control"] = "private, no-store"
-        return settings.deny_status
+            why += f"; {choice.reason}"
+        return _deny(req, state, login, why)
     except Exception as exc:
         return _fail_closed(req, "authz", exc)
 

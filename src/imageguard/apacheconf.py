@@ -9,10 +9,13 @@ is what the tests prove.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import imageguard
+
+from .errors import ConfigError
 
 HANDLER_MODULE = "imageguard.handlers"
 
@@ -62,6 +65,13 @@ class SiteConfig:
     tkt_digest: str = ""
     tkt_timeout: str = ""
     tkt_bind_ip: bool = False
+    #: Renditions: where they are kept (without it, thumb and preview are not served).
+    cache_dir: str = ""
+    thumb_size: int = 0
+    preview_size: int = 0
+    watermark: str = ""
+    downgrade: bool = True
+    placeholder: bool = False
 
     def option_lines(self) -> list[str]:
         """The ``PythonOption`` lines for this site (defaults left out)."""
@@ -107,6 +117,18 @@ class SiteConfig:
             lines.append(f"PythonOption imageguard.max_age {self.max_age}")
         if self.extensions:
             lines.append(f'PythonOption imageguard.extensions "{self.extensions}"')
+        if self.cache_dir:
+            lines.append(f"PythonOption imageguard.cache_dir {self.cache_dir}")
+        if self.thumb_size:
+            lines.append(f"PythonOption imageguard.thumb_size {self.thumb_size}")
+        if self.preview_size:
+            lines.append(f"PythonOption imageguard.preview_size {self.preview_size}")
+        if self.watermark:
+            lines.append(f'PythonOption imageguard.watermark "{self.watermark}"')
+        if not self.downgrade:
+            lines.append("PythonOption imageguard.downgrade off")
+        if self.placeholder:
+            lines.append("PythonOption imageguard.placeholder on")
         return lines
 
 
@@ -183,6 +205,7 @@ EXAMPLE_SITE = SiteConfig(
     session_type="FileSession",
     session_directory="/var/lib/myapp/sessions",
     login_url="/login",
+    cache_dir="/var/cache/imageguard",
 )
 
 
@@ -196,6 +219,7 @@ EXAMPLE_TICKET_SITE = SiteConfig(
     tkt_secret_file="/etc/imageguard/secrets",
     tkt_digest="sha256",
     tkt_timeout="2h",
+    cache_dir="/var/cache/imageguard",
 )
 
 
@@ -206,3 +230,59 @@ def shipped_files() -> dict[str, str]:
         "imageguard-tickets.conf": directory_block(EXAMPLE_TICKET_SITE, portable=True),
         "htaccess.example": htaccess(),
     }
+
+
+_DIRECTORY_OPEN = re.compile(r"^\s*<Directory\s+\"?([^\">]+)\"?\s*>", re.IGNORECASE)
+_DIRECTORY_CLOSE = re.compile(r"^\s*</Directory\s*>", re.IGNORECASE)
+_PYTHON_OPTION = re.compile(r"^\s*PythonOption\s+(\S+)\s+(.*?)\s*$", re.IGNORECASE)
+
+
+def read_python_options(text: str, root: str = "") -> dict[str, str]:
+    """The ``PythonOption`` values one protected directory of an Apache config sets.
+
+    *text* may hold several ``<Directory>`` blocks; options outside any block apply to
+    all of them. The block is the one whose ``imageguard.root`` (or directory) is
+    *root*, or, without *root*, the only block that sets ``imageguard`` options.
+    Raises :class:`ConfigError` when that is not exactly one block.
+    """
+    common: dict[str, str] = {}
+    blocks: list[tuple[str, dict[str, str]]] = []
+    current: dict[str, str] | None = None
+    for line in text.splitlines():
+        opened = _DIRECTORY_OPEN.match(line)
+        if opened:
+            current = {}
+            blocks.append((opened.group(1).strip(), current))
+            continue
+        if _DIRECTORY_CLOSE.match(line):
+            current = None
+            continue
+        option = _PYTHON_OPTION.match(line)
+        if option:
+            value = option.group(2)
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            (common if current is None else current)[option.group(1)] = value
+    ours = [
+        (directory, options)
+        for directory, options in blocks
+        if any(name.startswith("imageguard.") for name in options)
+    ]
+    if root:
+        wanted = os.path.realpath(root)
+        ours = [
+            (directory, options)
+            for directory, options in ours
+            if os.path.realpath(options.get("imageguard.root", directory)) == wanted
+        ]
+    if len(ours) != 1:
+        found = ", ".join(d for d, _ in ours) or "none"
+        which = f" for {root}" if root else ""
+        raise ConfigError(
+            f"expected one <Directory> block with imageguard options{which}, found {found}"
+            + ("" if root else "; name the one you mean with --root")
+        )
+    directory, options = ours[0]
+    merged = {**common, **options}
+    merged.setdefault("imageguard.root", directory)
+    return merged

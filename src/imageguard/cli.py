@@ -15,6 +15,7 @@ from .acl import ranked
 from .apacheconf import SiteConfig, directory_block, htaccess
 from .durations import parse_duration
 from .errors import ImageGuardError
+from .imagecommands import add_commands
 from .levels import Level
 from .principals import Identity, check_name
 from .secretfile import SecretFile
@@ -193,7 +194,15 @@ def cmd_apache_conf(args: argparse.Namespace) -> int:
         tkt_digest=args.tkt_digest or "",
         tkt_timeout=args.tkt_timeout or "",
         tkt_bind_ip=args.tkt_bind_ip,
+        cache_dir=os.path.abspath(args.cache_dir) if args.cache_dir else "",
+        thumb_size=args.thumb_size or 0,
+        preview_size=args.preview_size or 0,
+        watermark=args.watermark or "",
+        downgrade=not args.no_downgrade,
+        placeholder=args.placeholder,
     )
+    if site.placeholder and not site.cache_dir:
+        raise CliError("--placeholder needs --cache-dir: the padlock picture is kept there")
     if site.session_source == "auth_tkt" and not site.tkt_secret_file:
         raise CliError("--session auth_tkt needs --secret-file (or $IMAGEGUARD_SECRET_FILE)")
     sys.stdout.write(directory_block(site))
@@ -365,6 +374,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tkt-timeout", metavar="DURATION", help="e.g. 2h (the default)")
     p.add_argument("--tkt-bind-ip", action="store_true", help="bind tickets to addresses")
     secret_file_option(p)
+    p.add_argument(
+        "--cache-dir", metavar="DIR", help="rendition cache: serve thumb and preview levels"
+    )
+    p.add_argument("--thumb-size", type=int, metavar="PX", help="default: 256")
+    p.add_argument("--preview-size", type=int, metavar="PX", help="default: 1024")
+    p.add_argument(
+        "--watermark", metavar="TEXT", help="over previews; {host} {user} {date} (default {host})"
+    )
+    p.add_argument(
+        "--no-downgrade",
+        action="store_true",
+        help="refuse, rather than serve a smaller variant, when the level is too low",
+    )
+    p.add_argument(
+        "--placeholder", action="store_true", help="answer refused images with a padlock picture"
+    )
 
     p = command("ticket", cmd_ticket, "print an auth_tkt cookie value for USER")
     p.add_argument("user", metavar="USER")
@@ -394,6 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("link", metavar="URL")
 
     command("revocations", cmd_revocations, "list revoked users, tickets and share links")
+
+    add_commands(command)
 
     command("options", cmd_options, "list the PythonOption settings imageguard reads")
     return parser

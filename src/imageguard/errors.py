@@ -70,3 +70,27 @@ class TicketRevoked(TicketError):
 
 class ShareLinkError(ImageGuardError):
     """A share link was refused: malformed, tampered, expired, revoked or for another path."""
+
+
+class VariantError(ImageGuardError):
+    """A request asked for a variant that does not exist (``?v=`` other than thumb/preview)."""
+
+
+class ContentError(ImageGuardError):
+    """A file's bytes cannot be served as the image its name promises; the message says why."""
+
+
+class FormatMismatch(ContentError):
+    """The file is not in the format its extension names (HTML called ``.jpg``, ...)."""
+
+
+class UnreadableImage(ContentError):
+    """The file is empty, truncated or corrupt, or Pillow cannot decode it."""
+
+
+class ImageTooLarge(ContentError):
+    """The image has more pixels than ``imageguard.max_pixels`` (a decompression bomb)."""
+
+
+class RenditionError(ImageGuardError):
+    """A rendition could not be made or stored (a full disk, an unwritable cache)."""

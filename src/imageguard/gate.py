@@ -10,6 +10,9 @@ system, and refuses anything that is not a plain image file inside the protected
 * an extension outside the allow list, compared case-insensitively on the last one;
 * a real path (symbolic links resolved) outside the root;
 * anything that is not a regular file (a directory, a socket, a missing file).
+
+An allowed verdict carries the real file's path and its :class:`FileVersion` (from the
+``stat`` the gate made anyway), so later steps need not look at the file again.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .errors import ConfigError
+from .fileversion import FileVersion
 
 DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp")
 ALLOWED_METHODS = frozenset({"GET", "HEAD"})
@@ -28,15 +32,22 @@ OK = 200
 FORBIDDEN = 403
 NOT_FOUND = 404
 METHOD_NOT_ALLOWED = 405
+UNSUPPORTED_MEDIA_TYPE = 415
 
 
 @dataclass(frozen=True)
 class GateVerdict:
-    """The gate's answer: ``status`` 200 lets the request go on; ``relpath`` is set then."""
+    """The gate's answer: ``status`` 200 lets the request go on.
+
+    An allowed verdict names the file: ``relpath`` below the root, the real ``path``,
+    and the ``version`` it had when the gate looked.
+    """
 
     status: int
     reason: str
     relpath: str = ""
+    path: str = ""
+    version: FileVersion | None = None
 
     @property
     def allowed(self) -> bool:
@@ -99,7 +110,7 @@ class Gate:
             return GateVerdict(FORBIDDEN, f"extra path after the file name: {path_info!r}")
         if not filename:
             return GateVerdict(FORBIDDEN, "request did not map to a file")
-        relpath, mode = self._resolve(filename)
+        relpath, st = self._resolve(filename)
         if relpath is None:
             return GateVerdict(FORBIDDEN, f"{filename} resolves outside {self.root}")
         if not relpath:
@@ -111,14 +122,15 @@ class Gate:
             refusal = self._check_name(name)
             if refusal is not None:
                 return refusal
-        if mode is None:
+        if st is None:
             return GateVerdict(NOT_FOUND, f"{relpath}: no such file")
-        if not stat.S_ISREG(mode):
+        if not stat.S_ISREG(st.st_mode):
             return GateVerdict(FORBIDDEN, f"{relpath} is not a regular file")
-        return GateVerdict(OK, "allowed", relpath)
+        path = f"{self.root.rstrip('/')}/{relpath}"
+        return GateVerdict(OK, "allowed", relpath, path, FileVersion.of(st))
 
-    def _resolve(self, filename: str) -> tuple[str | None, int | None]:
-        """The real file's path below the root (None: outside) and its mode (None: missing).
+    def _resolve(self, filename: str) -> tuple[str | None, os.stat_result | None]:
+        """The real file's path below the root (None: outside) and its stat (None: missing).
 
         The fast path, for a name inside the (already real) root with no symbolic link
         below it, costs one ``lstat`` per path segment below the root, the last of which
@@ -127,23 +139,23 @@ class Gate:
         relpath = relative_to_root(os.path.normpath(filename), self.root)
         if relpath:
             path = self.root
-            mode: int | None = None
+            st: os.stat_result | None = None
             for segment in relpath.split("/"):
                 path = f"{path}/{segment}" if path != "/" else f"/{segment}"
                 try:
-                    mode = os.lstat(path).st_mode
+                    st = os.lstat(path)
                 except OSError:
                     return relpath, None
-                if stat.S_ISLNK(mode):
+                if stat.S_ISLNK(st.st_mode):
                     break
             else:
-                return relpath, mode
+                return relpath, st
         real = os.path.realpath(filename)
         relpath = relative_to_root(real, self.root)
         if not relpath:
             return relpath, None
         try:
-            return relpath, os.stat(real).st_mode
+            return relpath, os.stat(real)
         except OSError:
             return relpath, None
 

@@ -8,6 +8,7 @@ translate between Apache's request and these objects. Nothing here imports mod_p
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -15,10 +16,15 @@ from dataclasses import dataclass
 
 from . import sharelinks
 from .acl import Decision
+from .content import EXTENSION_FORMATS, ContentChecker
 from .cookies import find_cookie
-from .errors import ConfigError, ShareLinkError, TicketError, TicketExpired
-from .gate import Gate
+from .errors import ConfigError, ContentError, ShareLinkError, TicketError, TicketExpired
+from .gate import UNSUPPORTED_MEDIA_TYPE, Gate, GateVerdict
+from .levels import Level
+from .placeholder import PLACEHOLDER_NAME, locked_image
 from .principals import ANONYMOUS, Identity
+from .renditioncache import RenditionCache
+from .renditions import RenditionSpec, watermark_text
 from .secretfile import SecretFile
 from .sessions import (
     LockFactory,
@@ -66,6 +72,16 @@ class Runtime:
                 settings.session_type, settings.session_directory, settings.dbm_filename
             )
         self._acl = CachedAcl(settings.acl_db) if settings.acl_db else None
+        self.content = ContentChecker(
+            (ext for ext in settings.extensions if ext in EXTENSION_FORMATS),
+            settings.max_pixels,
+        )
+        self._renditions = (
+            RenditionCache(settings.cache_dir, self.gate.root) if settings.cache_dir else None
+        )
+        self.placeholder: str | None = None
+        if settings.placeholder:
+            self.placeholder = self.renditions.keep(PLACEHOLDER_NAME, locked_image)
         self._secret_file = (
             SecretFile(settings.tkt_secret_file) if settings.tkt_secret_file else None
         )
@@ -83,6 +99,53 @@ class Runtime:
         if self._acl is None:
             raise ConfigError("imageguard.acl_db is not set: name the ACL store (imageguard init)")
         return self._acl
+
+    @property
+    def renditions(self) -> RenditionCache:
+        """The rendition cache; a :class:`ConfigError` when ``imageguard.cache_dir`` is unset."""
+        if self._renditions is None:
+            raise ConfigError(
+                "imageguard.cache_dir is not set: thumb and preview renditions (and the "
+                "placeholder) need a cache directory writable by Apache's user"
+            )
+        return self._renditions
+
+    def admit(self, method: str, filename: str, path_info: str) -> GateVerdict:
+        """The gate's verdict on a request, with the file's content verified when allowed."""
+        verdict = self.gate.check(method, filename, path_info)
+        if verdict.allowed and self.settings.verify_content:
+            assert verdict.version is not None
+            try:
+                self.content.check(verdict.path, verdict.version)
+            except ContentError as exc:
+                return GateVerdict(UNSUPPORTED_MEDIA_TYPE, f"{verdict.relpath}: {exc}")
+        return verdict
+
+    def rendition(self, verdict: GateVerdict, variant: Level, *, viewer: str, host: str) -> str:
+        """The path of rendition *variant* of the admitted file, made if need be.
+
+        The preview's watermark names *viewer* and *host* when the template asks for
+        them. A file that cannot be rendered is remembered as unservable and raises
+        :class:`ContentError`.
+        """
+        assert verdict.version is not None
+        settings = self.settings
+        if variant is Level.PREVIEW:
+            text = watermark_text(
+                settings.watermark, host=host, user=viewer, date=time.strftime("%Y-%m-%d")
+            )
+            spec = RenditionSpec(variant, settings.preview_size, text)
+        else:
+            spec = RenditionSpec(variant, settings.thumb_size)
+        info = self.content.check(verdict.path, verdict.version)
+        try:
+            return self.renditions.get(
+                verdict.relpath, verdict.version, info, spec, settings.max_pixels
+            )
+        except ContentError as exc:
+            extension = os.path.splitext(verdict.path)[1]
+            self.content.condemn(verdict.version, extension, exc)
+            raise
 
     def _make_verifier(self, secrets: tuple[bytes, ...]) -> TicketVerifier:
         settings = self.settings

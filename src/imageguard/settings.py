@@ -12,9 +12,18 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from PIL import Image
+
+from .content import DEFAULT_MAX_PIXELS, EXTENSION_FORMATS
 from .durations import parse_duration
 from .errors import ConfigError
 from .gate import DEFAULT_EXTENSIONS, parse_extensions
+from .renditions import (
+    DEFAULT_PREVIEW_SIZE,
+    DEFAULT_THUMB_SIZE,
+    DEFAULT_WATERMARK,
+    check_watermark_template,
+)
 from .sessions import DEFAULT_COOKIE, SessionKeys
 from .tickets import DEFAULT_DIGEST, DEFAULT_TIMEOUT_S, check_digest_name
 
@@ -44,6 +53,18 @@ OPTIONS: dict[str, str] = {
     "imageguard.tkt_timeout": "ticket lifetime: seconds or 30m, 2h, 1d (default 2h)",
     "imageguard.tkt_allow_no_timeout": "on to accept tickets that never expire (default off)",
     "imageguard.tkt_bind_ip": "on to bind tickets to the client's address (default off)",
+    "imageguard.cache_dir": "where thumb and preview renditions are kept (needed to serve them)",
+    "imageguard.thumb_size": "long side of a thumb rendition, in pixels (default 256)",
+    "imageguard.preview_size": "long side of a preview rendition, in pixels (default 1024)",
+    "imageguard.watermark": "text drawn over previews; may hold {host} {user} {date} "
+    "(default {host})",
+    "imageguard.downgrade": "serve the best permitted smaller variant instead of refusing "
+    "(default on)",
+    "imageguard.verify_content": "refuse files whose bytes are not the image their extension "
+    "names (default on)",
+    "imageguard.max_pixels": "refuse images with more pixels than this (default 50000000)",
+    "imageguard.placeholder": "on to answer denied image requests with a lock picture "
+    "(default off)",
 }
 SESSION_SOURCES = ("modpython", "auth_tkt")
 
@@ -113,6 +134,14 @@ class Settings:
     tkt_timeout: int = DEFAULT_TIMEOUT_S
     tkt_allow_no_timeout: bool = False
     tkt_bind_ip: bool = False
+    cache_dir: str | None = None
+    thumb_size: int = DEFAULT_THUMB_SIZE
+    preview_size: int = DEFAULT_PREVIEW_SIZE
+    watermark: str = DEFAULT_WATERMARK
+    downgrade: bool = True
+    verify_content: bool = True
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    placeholder: bool = False
 
     @classmethod
     def from_options(cls, options: Mapping[str, str], default_root: str = "") -> Settings:
@@ -144,9 +173,38 @@ class Settings:
                 f"mod_python.session.session_type {session_type!r}: imageguard reads "
                 f"{' and '.join(SESSION_TYPES)} (a MemorySession is invisible to other requests)"
             )
+        extensions = parse_extensions(options.get("imageguard.extensions", DEFAULT_EXTENSIONS))
+        verify_content = _flag(options, "imageguard.verify_content", True)
+        unverifiable = sorted(ext for ext in extensions if ext not in EXTENSION_FORMATS)
+        if verify_content and unverifiable:
+            raise ConfigError(
+                f"imageguard.extensions: the content of {unverifiable[0]} files cannot be "
+                "verified; set imageguard.verify_content off to serve them unchecked"
+            )
+        thumb_size = _int(options, "imageguard.thumb_size", DEFAULT_THUMB_SIZE)
+        preview_size = _int(options, "imageguard.preview_size", DEFAULT_PREVIEW_SIZE)
+        if not 16 <= thumb_size <= preview_size <= 8192:
+            raise ConfigError(
+                "imageguard.thumb_size and imageguard.preview_size must satisfy "
+                f"16 <= thumb_size <= preview_size <= 8192 (they are {thumb_size} and "
+                f"{preview_size})"
+            )
+        max_pixels = _int(options, "imageguard.max_pixels", DEFAULT_MAX_PIXELS)
+        pillow_limit = Image.MAX_IMAGE_PIXELS or 2**62
+        if not 1 <= max_pixels <= pillow_limit:
+            raise ConfigError(
+                f"imageguard.max_pixels must lie between 1 and {pillow_limit} "
+                "(Pillow's own decompression-bomb limit)"
+            )
+        try:
+            watermark = check_watermark_template(
+                options.get("imageguard.watermark", DEFAULT_WATERMARK)
+            )
+        except ValueError as exc:
+            raise ConfigError(f"imageguard.watermark: {exc}") from None
         return cls(
             root=options.get("imageguard.root", "").strip() or default_root,
-            extensions=parse_extensions(options.get("imageguard.extensions", DEFAULT_EXTENSIONS)),
+            extensions=extensions,
             acl_db=options.get("imageguard.acl_db", "").strip() or None,
             deny_status=deny_status,
             max_age=max_age,
@@ -166,6 +224,14 @@ class Settings:
             tkt_timeout=_duration(options, "imageguard.tkt_timeout", DEFAULT_TIMEOUT_S),
             tkt_allow_no_timeout=_flag(options, "imageguard.tkt_allow_no_timeout"),
             tkt_bind_ip=_flag(options, "imageguard.tkt_bind_ip"),
+            cache_dir=options.get("imageguard.cache_dir", "").strip() or None,
+            thumb_size=thumb_size,
+            preview_size=preview_size,
+            watermark=watermark,
+            downgrade=_flag(options, "imageguard.downgrade", True),
+            verify_content=verify_content,
+            max_pixels=max_pixels,
+            placeholder=_flag(options, "imageguard.placeholder"),
         )
 
 

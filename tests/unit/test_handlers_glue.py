@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from imageguard.store import AclStore
 
@@ -31,7 +32,11 @@ def fake_apache() -> types.ModuleType:
         "HTTP_FORBIDDEN": 403,
         "HTTP_NOT_FOUND": 404,
         "HTTP_METHOD_NOT_ALLOWED": 405,
+        "HTTP_BAD_REQUEST": 400,
+        "HTTP_UNSUPPORTED_MEDIA_TYPE": 415,
         "HTTP_INTERNAL_SERVER_ERROR": 500,
+        "APR_FINFO_MIN": 0x7170,
+        "APR_REG": 1,
         "APLOG_ERR": 3,
         "APLOG_INFO": 6,
     }
@@ -93,8 +98,8 @@ class FakeRequest:
 def site(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     root = tmp_path / "images"
     root.mkdir()
-    (root / "a.jpg").write_bytes(b"jpeg")
-    (root / "open.jpg").write_bytes(b"jpeg")
+    Image.new("RGB", (40, 30), "red").save(root / "a.jpg")
+    Image.new("RGB", (40, 30), "blue").save(root / "open.jpg")
     db = tmp_path / "acl.db"
     with AclStore.create(db) as store:
         store.grant("open.jpg", "anyone", "full")
