@@ -6,6 +6,8 @@ One server per MPM (``event`` and ``prefork``), module-scoped per test module. T
   with a login URL;
 * ``/dbimages``: the same tree with DbmSession and ``deny_status 404``;
 * ``/ht``: a directory gated only by an ``.htaccess`` holding the access handler;
+* ``/strict``: the same tree with renditions but no downgrading, a watermark naming
+  the viewer, and the placeholder padlock for refusals;
 * ``/broken``: imageguard pointed at an ACL store that does not exist;
 * ``/app`` and ``/dbapp``: the "application" (``apps/sessionapp.py``), which logs users
   in with ``mod_python.Session`` using FileSession and DbmSession.
@@ -129,6 +131,7 @@ class Site:
     mpm: str
     secrets: Path
     ipv6_port: int
+    cache: Path
     cookies: dict[str, str] = field(default_factory=dict)
 
     def request(
@@ -204,6 +207,8 @@ def build_site(mpm: str, **server_settings: object) -> Iterator[Site]:
     prepare_readable(workdir)
     secrets = state / "secrets"
     secrets.write_text(SECRET + "\n")
+    cache = state / "cache"
+    cache.mkdir()
     prepare_writable(state)
     secrets.chmod(0o640)
 
@@ -215,6 +220,19 @@ def build_site(mpm: str, **server_settings: object) -> Iterator[Site]:
         session_directory=str(sessions),
         login_url="/app/login",
         tkt_secret_file=str(secrets),  # for share links
+        cache_dir=str(cache),
+    )
+    (workdir / "strict").symlink_to(root)
+    strict = SiteConfig(
+        root=str(workdir / "strict"),
+        url_path="/strict",
+        acl_db=str(db),
+        session_type="FileSession",
+        session_directory=str(sessions),
+        cache_dir=str(cache),
+        watermark="{user} {date}",
+        downgrade=False,
+        placeholder=True,
     )
     # Two <Directory> blocks naming one directory would merge their options, so the
     # other sites reach their trees through symbolic links (imageguard.root resolves them).
@@ -239,6 +257,7 @@ def build_site(mpm: str, **server_settings: object) -> Iterator[Site]:
         session_source="auth_tkt",
         tkt_secret_file=str(secrets),
         login_url="/login",
+        cache_dir=str(cache),
     )
     bound = SiteConfig(
         root=str(workdir / "tktbound"),
@@ -274,6 +293,7 @@ DocumentRoot {docroot}
 {directory_block(images)}
 {directory_block(dbimages)}
 {directory_block(broken)}
+{directory_block(strict)}
 {directory_block(tickets)}
 {directory_block(bound)}
 Listen [::1]:{ipv6_port}
@@ -290,7 +310,7 @@ Alias /ht {ht}
     )
     try:
         with server:
-            yield Site(server, workdir, root, db, sessions, mpm, secrets, ipv6_port)
+            yield Site(server, workdir, root, db, sessions, mpm, secrets, ipv6_port, cache)
     finally:
         if not os.environ.get("IMAGEGUARD_KEEP_WORKDIR"):
             shutil.rmtree(workdir, ignore_errors=True)

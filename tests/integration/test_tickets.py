@@ -9,10 +9,12 @@ share the ACL store of the other tests (conftest.RULES) and the secret file
 from __future__ import annotations
 
 import base64
+import io
 import time
 import urllib.parse
 
 import pytest
+from PIL import Image
 from pyramid.authentication import AuthTicket
 
 from imageguard import sharelinks
@@ -235,8 +237,15 @@ def test_revoked_share_link(site: Site) -> None:
     assert "share link refused: share link was revoked" in site.error_log()
 
 
-def test_share_link_level_below_full_is_not_served_yet(site: Site) -> None:
+def test_share_link_below_full_gets_its_rendition(site: Site) -> None:
     url = share("private/secret.jpg", level="thumb")
     query = urllib.parse.urlsplit(url).query
     assert "ig_lvl=thumb" in query
-    assert status(site, url, b64(raw_ticket("bob"))) == 403
+    original = (site.root / "private/secret.jpg").read_bytes()
+    for cookie in (None, f"auth_tkt={b64(raw_ticket('bob'))}"):
+        got, headers, body = site.request(url, cookie=cookie)
+        assert got == 200 and headers["content-type"] == "image/jpeg"
+        assert body != original  # a rendition made for the link, not the original
+        assert Image.open(io.BytesIO(body)).size == (64, 48)  # never enlarged
+    # A link for a thumb does not open the original, even to a viewer asking for it.
+    assert status(site, url.replace("ig_lvl=thumb", "ig_lvl=full")) == 401
