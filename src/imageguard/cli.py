@@ -22,6 +22,7 @@ from .secretfile import SecretFile
 from .settings import OPTIONS
 from .store import AclStore
 from .tickets import issue_ticket
+from .variants import VARIANT_PARAM
 
 DB_ENV = "IMAGEGUARD_DB"
 SECRET_ENV = "IMAGEGUARD_SECRET_FILE"
@@ -254,6 +255,8 @@ def cmd_share(args: argparse.Namespace) -> int:
         params = sharelinks.sign(relpath, args.level, expires, _secrets(args)[0], args.user or "")
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    if args.level != "full":  # ask for the variant too: it works with downgrade off
+        params[VARIANT_PARAM] = args.level
     url = sharelinks.link(args.url_path, relpath, params)
     print(args.base_url.rstrip("/") + url if args.base_url else url)
     return 0

@@ -7,6 +7,7 @@ has to change with it, on purpose.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from imageguard.demo.site import DemoSite, build_demo
 from imageguard.localserver import make_workdir
@@ -41,9 +43,14 @@ ALL_IMAGES = {
     "users/carol/studio.png",
 }
 PUBLIC = {"public/welcome.jpg", "public/harbour.png"}
-# gallery/ is for everyone logged in, except draft.jpg (denied; group editors may) and
-# panorama.webp (preview only, and previews are not served yet).
-GALLERY = {"gallery/sunrise.jpg", "gallery/forest.webp", "gallery/ocean.png"}
+# gallery/ is for everyone logged in, except draft.jpg (denied; group editors may): staff
+# get the originals, bob thumbnails, everyone else watermarked previews.
+GALLERY = {
+    "gallery/sunrise.jpg",
+    "gallery/forest.webp",
+    "gallery/ocean.png",
+    "gallery/panorama.webp",
+}
 
 #: user -> (password, the images Apache must send; every other image is refused)
 EXPECTED: dict[str, tuple[str, set[str]]] = {
@@ -190,6 +197,41 @@ def test_anonymous_sees_only_public(demo: DemoSite) -> None:
     got = image_status(demo, None)
     assert {rel for rel, code in got.items() if code == 200} == PUBLIC, got
     assert {code for rel, code in got.items() if rel not in PUBLIC} <= {401, 403}, got
+
+
+@pytest.mark.parametrize(
+    ("user", "password", "size", "fmt"),
+    [
+        ("alice", "wonderland", (1280, 960), "PNG"),  # staff: the original
+        ("carol", "christmas", (1024, 768), "JPEG"),  # a watermarked preview
+        ("bob", "builder", (256, 192), "JPEG"),  # thumbnails only
+    ],
+)
+def test_gallery_level_decides_what_arrives(
+    demo: DemoSite, user: str, password: str, size: tuple[int, int], fmt: str
+) -> None:
+    cookie = cookie_of(login(demo, user, password))
+    status, _, body = request(demo, "/images/gallery/ocean.png", cookie=cookie)
+    assert status == 200
+    image = Image.open(io.BytesIO(body))
+    assert (image.size, image.format) == (size, fmt)
+    original = (demo.images / "gallery/ocean.png").read_bytes()
+    assert (body == original) == (user == "alice")
+
+
+def test_preview_watermarks_differ_by_viewer(demo: DemoSite) -> None:
+    carol = cookie_of(login(demo, "carol", "christmas"))
+    with AclStore(demo.db) as store:
+        store.grant("gallery/", "user:bob", "preview")
+    try:
+        bob = cookie_of(login(demo, "bob", "builder"))
+        one = request(demo, "/images/gallery/sunrise.jpg", cookie=carol)[2]
+        two = request(demo, "/images/gallery/sunrise.jpg", cookie=bob)[2]
+        assert Image.open(io.BytesIO(one)).size == Image.open(io.BytesIO(two)).size
+        assert one != two  # "imageguard demo · carol · ..." against "... bob ..."
+    finally:
+        with AclStore(demo.db) as store:
+            store.grant("gallery/", "user:bob", "thumb")
 
 
 def test_allowed_image_is_the_file_on_disk(demo: DemoSite) -> None:

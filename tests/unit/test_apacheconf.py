@@ -1,10 +1,14 @@
-"""The shipped apache_conf/ files are what the (integration-tested) generator writes."""
+"""The shipped apache_conf/ files are what the (integration-tested) generator writes, and
+the CLI reads a site's options back from such a block."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from imageguard.apacheconf import shipped_files
+import pytest
+
+from imageguard.apacheconf import read_python_options, shipped_files
+from imageguard.errors import ConfigError
 
 SHIPPED = Path(__file__).resolve().parents[2] / "apache_conf"
 
@@ -25,3 +29,45 @@ def test_shipped_conf_has_every_phase_and_the_require_line() -> None:
         "Require valid-user",
     ):
         assert directive in text
+
+
+CONF = """
+PythonOption imageguard.max_pixels 1000000
+<Directory /srv/images>
+    PythonOption imageguard.acl_db /var/lib/imageguard/acl.db
+    PythonOption imageguard.cache_dir /var/cache/imageguard
+    PythonOption imageguard.watermark "{host} # {user}"
+</Directory>
+<Directory "/srv/other">
+    PythonOption imageguard.root /srv/elsewhere
+    PythonOption imageguard.thumb_size 100
+</Directory>
+<Directory /var/www/app>
+    PythonOption mod_python.session.session_type FileSession
+</Directory>
+"""
+
+
+def test_read_python_options_picks_one_block() -> None:
+    options = read_python_options(CONF, "/srv/images")
+    assert options == {
+        "imageguard.max_pixels": "1000000",
+        "imageguard.acl_db": "/var/lib/imageguard/acl.db",
+        "imageguard.cache_dir": "/var/cache/imageguard",
+        "imageguard.watermark": "{host} # {user}",
+        "imageguard.root": "/srv/images",
+    }
+    assert read_python_options(CONF, "/srv/elsewhere")["imageguard.thumb_size"] == "100"
+
+
+def test_read_python_options_needs_one_block() -> None:
+    with pytest.raises(ConfigError, match="found /srv/images, /srv/other; name the one"):
+        read_python_options(CONF)
+    with pytest.raises(ConfigError, match="for /nowhere, found none"):
+        read_python_options(CONF, "/nowhere")
+
+
+def test_generated_block_reads_back() -> None:
+    options = read_python_options(shipped_files()["imageguard.conf"])
+    assert options["imageguard.root"] == "/srv/images"
+    assert options["imageguard.cache_dir"] == "/var/cache/imageguard"

@@ -162,6 +162,35 @@ def test_apache_conf(db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert code == 0 and out.startswith("# imageguard access gate")
 
 
+def test_apache_conf_with_renditions(
+    db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(
+        capsys,
+        "--db",
+        db,
+        "apache-conf",
+        "--root",
+        str(tmp_path / "images"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--thumb-size",
+        "200",
+        "--watermark",
+        "{host} {user}",
+        "--no-downgrade",
+        "--placeholder",
+    )
+    assert code == 0
+    assert f"PythonOption imageguard.cache_dir {tmp_path / 'cache'}" in out
+    assert "PythonOption imageguard.thumb_size 200" in out
+    assert 'PythonOption imageguard.watermark "{host} {user}"' in out
+    assert "PythonOption imageguard.downgrade off" in out
+    assert "PythonOption imageguard.placeholder on" in out
+    code, _, err = run(capsys, "apache-conf", "--root", str(tmp_path), "--placeholder")
+    assert code == 2 and "--placeholder needs --cache-dir" in err
+
+
 def test_help_reads_well(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
@@ -238,6 +267,7 @@ def test_share_and_revocation_commands(
     assert code == 0
     assert url.startswith("https://example.org/images/gallery/cat.jpg?ig_exp=")
     assert "ig_lvl=preview" in url and "ig_user=bob" in url
+    assert url.strip().endswith("&v=preview")  # asks for the variant the link grants
     code, _, err = run(
         capsys,
         "share",

@@ -42,6 +42,12 @@ def fake_apache() -> types.ModuleType:
     }
     for name, value in constants.items():
         setattr(apache, name, value)
+
+    def stat(path: str, wanted: int) -> types.SimpleNamespace:
+        # mod_python's finfo: filetype 0 (APR_NOFILE) for a missing file.
+        return types.SimpleNamespace(fname=path, filetype=1 if Path(path).is_file() else 0)
+
+    apache.stat = stat  # type: ignore[attr-defined]
     return apache
 
 
@@ -74,7 +80,9 @@ class FakeRequest:
         self.headers_out = Table()
         self.err_headers_out = Table()
         self.hlist = types.SimpleNamespace(directory=str(root) + "/")
-        self.server = object()
+        self.server = types.SimpleNamespace(server_hostname="images.example.org")
+        self.finfo: object = None
+        self.status = 200
         self.useragent_ip = "127.0.0.1"
         self.args: str | None = None
         self.subprocess_env = Table()
@@ -100,10 +108,17 @@ def site(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     root.mkdir()
     Image.new("RGB", (40, 30), "red").save(root / "a.jpg")
     Image.new("RGB", (40, 30), "blue").save(root / "open.jpg")
+    (root / "page.jpg").write_text("<html>not a picture</html>")
+    Image.new("RGB", (800, 600), "green").save(root / "small.jpg")
+    cache = tmp_path / "cache"
+    cache.mkdir()
     db = tmp_path / "acl.db"
     with AclStore.create(db) as store:
         store.grant("open.jpg", "anyone", "full")
+        store.grant("page.jpg", "anyone", "full")
+        store.grant("small.jpg", "anyone", "thumb")
     options = {
+        "imageguard.cache_dir": str(cache),
         "imageguard.acl_db": str(db),
         "mod_python.session.session_type": "FileSession",
         "mod_python.file_session.database_directory": str(tmp_path / "sessions"),
@@ -193,3 +208,50 @@ def test_log_lines_escape_hostile_names(
     assert handlers.accesshandler(req) == 403
     assert req.logged
     assert all("\n" not in m and "\r" not in m for m, _ in req.logged)
+
+
+def test_content_that_is_not_an_image_is_415(
+    handlers: types.ModuleType, site: tuple[Path, dict[str, str]]
+) -> None:
+    root, options = site
+    req = FakeRequest(root, "page.jpg", options)
+    assert handlers.accesshandler(req) == 415
+    assert "page.jpg: file is not a JPEG image" in req.logged[0][0]
+
+
+def test_thumb_level_swaps_in_the_rendition(
+    handlers: types.ModuleType, site: tuple[Path, dict[str, str]]
+) -> None:
+    root, options = site
+    req = FakeRequest(root, "small.jpg", options)
+    assert handlers.authzhandler(req) == 0
+    assert req.filename.startswith(options["imageguard.cache_dir"])
+    assert req.finfo.fname == req.filename  # type: ignore[attr-defined]
+    assert Image.open(req.filename).size == (256, 192)
+    assert req.headers_out["Cache-Control"] == "private, max-age=0"
+
+
+def test_unknown_variant_is_400(
+    handlers: types.ModuleType, site: tuple[Path, dict[str, str]]
+) -> None:
+    root, options = site
+    req = FakeRequest(root, "open.jpg", options, args="v=poster")
+    assert handlers.authzhandler(req) == 400
+    assert "unknown variant 'poster'" in req.logged[0][0]
+
+
+def test_placeholder_is_sent_with_the_deny_status(
+    handlers: types.ModuleType, site: tuple[Path, dict[str, str]]
+) -> None:
+    root, options = site
+    strict = {**options, "imageguard.placeholder": "on", "imageguard.deny_status": "404"}
+    req = FakeRequest(root, "a.jpg", strict)
+    assert handlers.authzhandler(req) == 0  # Apache sends the padlock file...
+    assert req.status == 404  # ...with the deny status
+    assert req.filename.endswith("locked-v1.png")
+    page = FakeRequest(root, "a.jpg", strict, headers={"Accept": "text/html"})
+    assert handlers.authzhandler(page) == 404 and page.filename.endswith("a.jpg")
+    no_downgrade = {**strict, "imageguard.downgrade": "off"}
+    req = FakeRequest(root, "small.jpg", no_downgrade)
+    assert handlers.authzhandler(req) == 0 and req.status == 404
+    assert any("imageguard.downgrade off" in message for message, _ in req.logged)

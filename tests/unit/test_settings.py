@@ -59,6 +59,74 @@ def test_bad_options(options: dict[str, str], message: str) -> None:
         Settings.from_options(options)
 
 
+def test_rendition_defaults() -> None:
+    settings = Settings.from_options({})
+    assert (settings.thumb_size, settings.preview_size) == (256, 1024)
+    assert settings.watermark == "{host}" and settings.cache_dir is None
+    assert settings.downgrade and settings.verify_content and not settings.placeholder
+    assert settings.max_pixels == 50_000_000
+
+
+def test_rendition_options() -> None:
+    settings = Settings.from_options(
+        {
+            "imageguard.cache_dir": "/var/cache/imageguard",
+            "imageguard.thumb_size": "128",
+            "imageguard.preview_size": "800",
+            "imageguard.watermark": "{user} {date}",
+            "imageguard.downgrade": "off",
+            "imageguard.verify_content": "off",
+            "imageguard.extensions": ".jpg .svg",
+            "imageguard.max_pixels": "1000000",
+            "imageguard.placeholder": "on",
+        }
+    )
+    assert settings.cache_dir == "/var/cache/imageguard"
+    assert (settings.thumb_size, settings.preview_size) == (128, 800)
+    assert settings.watermark == "{user} {date}"
+    assert not settings.downgrade and not settings.verify_content and settings.placeholder
+    assert settings.max_pixels == 1_000_000 and ".svg" in settings.extensions
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"imageguard.thumb_size": "8"}, "16 <= thumb_size"),
+        ({"imageguard.thumb_size": "600", "imageguard.preview_size": "500"}, "preview_size"),
+        ({"imageguard.preview_size": "20000"}, "8192"),
+        ({"imageguard.watermark": "{user.__dict__}"}, "imageguard.watermark"),
+        ({"imageguard.watermark": "{secret}"}, "imageguard.watermark"),
+        ({"imageguard.downgrade": "maybe"}, "on or off"),
+        ({"imageguard.max_pixels": "0"}, "max_pixels"),
+        ({"imageguard.max_pixels": "500000000"}, "decompression-bomb"),
+        ({"imageguard.extensions": ".jpg .svg"}, "cannot be verified"),
+    ],
+)
+def test_bad_rendition_options(options: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_options(options)
+
+
+def test_runtime_refuses_renditions_and_placeholder_without_a_cache(tmp_path: Path) -> None:
+    runtime = runtime_for({"imageguard.root": str(tmp_path)}, "")
+    with pytest.raises(ConfigError, match=r"imageguard\.cache_dir is not set"):
+        runtime.renditions  # noqa: B018 - the property raises
+    with pytest.raises(ConfigError, match="cache_dir is not set"):
+        runtime_for({"imageguard.root": str(tmp_path), "imageguard.placeholder": "on"}, "")
+    cache = tmp_path.parent / f"{tmp_path.name}-cache"
+    cache.mkdir()
+    runtime = runtime_for(
+        {
+            "imageguard.root": str(tmp_path),
+            "imageguard.cache_dir": str(cache),
+            "imageguard.placeholder": "on",
+        },
+        "",
+    )
+    assert runtime.placeholder is not None
+    assert Path(runtime.placeholder).read_bytes()[:4] == b"\x89PNG"
+
+
 def test_runtime_is_built_once_per_configuration(tmp_path: Path) -> None:
     built: list[Settings] = []
 

@@ -99,8 +99,8 @@ def banner(site: DemoSite) -> str:
         lines.append(f"  {login:<{width}} {user.sees}{extra}")
     lines += [
         f"  {'(not logged in)':<{width}} public/ only",
-        "  gallery/panorama.webp has only a 'preview' rule: previews are not served yet,",
-        "  so Apache refuses it to everyone.",
+        "  Thumbnails are 256 px, previews 1024 px with the viewer's name written across;",
+        "  both are made once with Pillow, kept in state/cache/, and sent by Apache.",
         "",
         "Rules:",
         *(f"  {pattern:<22} {principal:<15} {level}" for pattern, principal, level in RULES),
@@ -114,7 +114,8 @@ def banner(site: DemoSite) -> str:
         f"  {cli} rules",
         f"  {cli} explain --user bob gallery/draft.jpg",
         f"  {cli} grant gallery/draft.jpg user:bob full",
-        f"  {cli} group add staff bob",
+        f"  {cli} group add staff bob      # bob's thumbnails become originals",
+        f"  {cli} grant gallery/ user:bob preview",
         f"  curl -i {site.server.url('/images/staff/roadmap.png')}",
         "",
         "Ctrl-C stops the server.",

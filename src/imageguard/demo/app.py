@@ -257,9 +257,10 @@ def _figure(url: str, rel: str, level: Level | None, reason: str) -> str:
     if level is None:
         acl = f'<div class="acl">{esc(reason)}</div>'
     else:
-        note = ""
-        if level in (Level.PREVIEW, Level.THUMB):
-            note = " (renditions are not served yet, so Apache refuses it)"
+        note = {
+            Level.PREVIEW: " (a smaller copy with your name written across it)",
+            Level.THUMB: " (a small copy only)",
+        }.get(level, "")
         acl = (
             f'<div class="acl">ACL: <span class="level level-{level.label}">{level.label}'
             f"</span>{esc(note)} &middot; {esc(reason)}</div>"
@@ -333,11 +334,14 @@ def gallery(req: Any) -> int:
     <li><b>access</b>: is it an image file inside the protected root, asked for with GET?</li>
     <li><b>authen</b>: whose <code>pysid</code> session cookie is this? The session file
       is the one this application wrote; imageguard only reads it.</li>
-    <li><b>authz</b>: does the most specific matching rule grant <code>full</code>?</li>
+    <li><b>authz</b>: which level does the most specific matching rule grant?</li>
   </ol>
-  <p>Yes: Apache sent the file itself (sendfile, ETag, Range; Python never touches the
-  bytes). No: 403 (401 when nobody is logged in), shown here as a lock. The line under
-  each image is what <code>imageguard explain</code> says about it.</p>"""
+  <p><code>full</code>: Apache sent the file itself (sendfile, ETag, Range; Python never
+  touches the bytes). <code>preview</code> or <code>thumb</code>: imageguard pointed Apache
+  at a smaller copy made once with Pillow and kept in its cache (the preview carries a
+  watermark naming you), and Apache sent that. <code>deny</code>: 403 (401 when nobody is
+  logged in), shown here as a lock. The size under each picture is what arrived; the line
+  below it is what <code>imageguard explain</code> says.</p>"""
     if user is None:
         intro = f"""
 <h1>Gallery: what anyone may see</h1>

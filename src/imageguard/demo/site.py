@@ -6,6 +6,7 @@ Layout of the work directory (recreated by :func:`build_demo`)::
     <workdir>/images/...           the protected gallery, served at /images
     <workdir>/state/acl.db         the ACL store          } writable by Apache's user
     <workdir>/state/sessions/      mod_python FileSession }
+    <workdir>/state/cache/         thumb and preview renditions }
     <workdir>/users.json           demo users: salted PBKDF2 hashes, session groups
     <workdir>/site/                DocumentRoot: every URL but /images goes to the app
     <workdir>/apache/              httpd.conf, logs/, run/, lock/
@@ -61,7 +62,9 @@ MARKER = ".imageguard-demo"
 APP_MODULE = "imageguard.demo.app"
 #: PBKDF2 work factor for the demo's password hashes.
 PBKDF2_ITERATIONS = 100_000
-IMAGE_SIZE = (800, 600)
+IMAGE_SIZE = (1280, 960)
+#: Drawn over previews: whoever leaks one is named on it.
+WATERMARK = "imageguard demo · {user} · {date}"
 IMAGES_URL = "/images"
 LOGIN_URL = "/login"
 
@@ -97,33 +100,35 @@ USERS: tuple[DemoUser, ...] = (
         "wonderland",
         session_groups=(),
         store_groups=("staff",),
-        sees="public/, gallery/ (not draft, not panorama), staff/, users/alice/",
+        sees="public/, gallery/ originals (not draft), staff/, users/alice/",
     ),
     DemoUser(
         "bob",
         "builder",
         session_groups=(),
         store_groups=(),
-        sees="public/, gallery/ (not draft, not panorama), users/bob/",
+        sees="public/, gallery/ as thumbnails (not draft), users/bob/",
     ),
     DemoUser(
         "carol",
         "christmas",
         session_groups=("editors",),
         store_groups=(),
-        sees="public/, gallery/ including draft (not panorama), users/carol/",
+        sees="public/, gallery/ as watermarked previews, draft in full, users/carol/",
     ),
 )
 
 #: (pattern, principal, level), in the order they are granted.
 RULES: tuple[tuple[str, str, str], ...] = (
     ("public/", "anyone", "full"),
-    ("gallery/", "authenticated", "full"),
-    # An exact path outranks gallery/; at equal specificity group: outranks authenticated.
+    # Logged in: a watermarked preview of the gallery; staff: the originals; bob: thumbnails.
+    # At equal specificity user: outranks group:, which outranks authenticated.
+    ("gallery/", "authenticated", "preview"),
+    ("gallery/", "group:staff", "full"),
+    ("gallery/", "user:bob", "thumb"),
+    # An exact path outranks gallery/.
     ("gallery/draft.jpg", "authenticated", "deny"),
     ("gallery/draft.jpg", "group:editors", "full"),
-    # Renditions are not served yet: a preview-only image is refused to everyone.
-    ("gallery/panorama.webp", "authenticated", "preview"),
     ("staff/", "group:staff", "full"),
     ("users/{user}/**", "authenticated", "full"),
 )
@@ -379,14 +384,15 @@ def build_demo(workdir: Path, port: int = 0, mpm: str = "event") -> DemoSite:
     sessions = state / "sessions"
     docroot = workdir / "site"
     db = state / "acl.db"
+    cache = state / "cache"
     users_file = workdir / "users.json"
-    for directory in (images, sessions, docroot):
+    for directory in (images, sessions, cache, docroot):
         directory.mkdir(parents=True)
     make_images(images)
     make_store(db)
     write_users(users_file)
     prepare_readable(workdir)
-    prepare_writable(state)  # sessions and SQLite's -wal/-shm files are written by Apache
+    prepare_writable(state)  # sessions, renditions, SQLite's -wal/-shm: written by Apache
 
     site_config = SiteConfig(
         root=str(images),
@@ -395,6 +401,8 @@ def build_demo(workdir: Path, port: int = 0, mpm: str = "event") -> DemoSite:
         session_type="FileSession",
         session_directory=str(sessions),
         login_url=LOGIN_URL,
+        cache_dir=str(cache),
+        watermark=WATERMARK,
     )
     app = app_block(
         docroot,
