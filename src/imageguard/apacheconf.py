@@ -108,28 +108,34 @@ class SiteConfig:
         return lines
 
     def _common_lines(self) -> list[str]:
-        lines = []
-        if self.login_url:
-            lines.append(f"PythonOption imageguard.login_url {self.login_url}")
-        if self.deny_status != 403:
-            lines.append(f"PythonOption imageguard.deny_status {self.deny_status}")
-        if self.max_age:
-            lines.append(f"PythonOption imageguard.max_age {self.max_age}")
-        if self.extensions:
-            lines.append(f'PythonOption imageguard.extensions "{self.extensions}"')
-        if self.cache_dir:
-            lines.append(f"PythonOption imageguard.cache_dir {self.cache_dir}")
-        if self.thumb_size:
-            lines.append(f"PythonOption imageguard.thumb_size {self.thumb_size}")
-        if self.preview_size:
-            lines.append(f"PythonOption imageguard.preview_size {self.preview_size}")
-        if self.watermark:
-            lines.append(f'PythonOption imageguard.watermark "{self.watermark}"')
-        if not self.downgrade:
-            lines.append("PythonOption imageguard.downgrade off")
-        if self.placeholder:
-            lines.append("PythonOption imageguard.placeholder on")
-        return lines
+        """The options both login sources share, each only when it differs from the default."""
+        values: list[tuple[str, object, object]] = [  # (option, value, default)
+            ("login_url", self.login_url, ""),
+            ("deny_status", self.deny_status, 403),
+            ("max_age", self.max_age, 0),
+            ("extensions", self.extensions, ""),
+            ("cache_dir", self.cache_dir, ""),
+            ("thumb_size", self.thumb_size, 0),
+            ("preview_size", self.preview_size, 0),
+            ("watermark", self.watermark, ""),
+            ("downgrade", self.downgrade, True),
+            ("placeholder", self.placeholder, False),
+        ]
+        return [
+            f"PythonOption imageguard.{name} {_conf_value(value)}"
+            for name, value, default in values
+            if value != default
+        ]
+
+
+def _conf_value(value: object) -> str:
+    """*value* as an Apache directive argument: on/off, or quoted when it holds spaces."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    text = str(value)
+    if any(ch in text for ch in '"\\\n\r'):
+        raise ConfigError(f"{text!r}: quotes, backslashes and newlines cannot be written")
+    return f'"{text}"' if " " in text or not text else text
 
 
 PORTABLE_PYTHON_PATH = (
