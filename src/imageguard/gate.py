@@ -83,10 +83,19 @@ def relative_to_root(path: str, root: str) -> str | None:
 
 @dataclass(frozen=True)
 class Gate:
-    """The gate's configuration: the protected *root* (a real path) and allowed extensions."""
+    """The gate's configuration: the protected *root* (a real path) and allowed extensions.
+
+    When the root was configured through a symbolic link (``/var/www/images`` leading to
+    ``/srv/images``), Apache maps requests to names below the link. *alias* is that
+    configured path and *root_id* the real root's (device, inode): a name below the alias
+    is then read below the real root for the cost of one ``stat`` that checks the link
+    still leads there, instead of resolving every name with ``realpath``.
+    """
 
     root: str
     extensions: frozenset[str] = frozenset(DEFAULT_EXTENSIONS)
+    alias: str = ""
+    root_id: tuple[int, int] = (0, 0)
 
     @classmethod
     def create(cls, root: str, extensions: str | Iterable[str] = DEFAULT_EXTENSIONS) -> Gate:
@@ -96,7 +105,15 @@ class Gate:
         real = os.path.realpath(root)
         if not os.path.isdir(real):
             raise ConfigError(f"imageguard.root {root!r} is not a directory")
-        return cls(real.rstrip("/") or "/", parse_extensions(extensions))
+        real = real.rstrip("/") or "/"
+        given = os.path.normpath(os.path.abspath(root))
+        st = os.stat(real)
+        return cls(
+            real,
+            parse_extensions(extensions),
+            alias=given if given != real else "",
+            root_id=(st.st_dev, st.st_ino),
+        )
 
     def check(self, method: str, filename: str, path_info: str) -> GateVerdict:
         """Decide whether the file Apache mapped the request to may be served.
@@ -110,16 +127,17 @@ class Gate:
             return GateVerdict(FORBIDDEN, f"extra path after the file name: {path_info!r}")
         if not filename:
             return GateVerdict(FORBIDDEN, "request did not map to a file")
-        relpath, st = self._resolve(filename)
+        name = os.path.normpath(filename)
+        requested = self._below_root(name)
+        relpath, st = self._resolve(name, requested)
         if relpath is None:
             return GateVerdict(FORBIDDEN, f"{filename} resolves outside {self.root}")
         if not relpath:
             return GateVerdict(FORBIDDEN, "the root directory itself is not an image")
         # The name asked for and the file it leads to must both pass; the asked-for name
-        # is unknown below the root when the root itself is reached through a link.
-        requested = relative_to_root(os.path.normpath(filename), self.root)
-        for name in {relpath, requested or relpath}:
-            refusal = self._check_name(name)
+        # is unknown below the root when the root is reached through an unexpected link.
+        for candidate in {relpath, requested or relpath}:
+            refusal = self._check_name(candidate)
             if refusal is not None:
                 return refusal
         if st is None:
@@ -129,14 +147,30 @@ class Gate:
         path = f"{self.root.rstrip('/')}/{relpath}"
         return GateVerdict(OK, "allowed", relpath, path, FileVersion.of(st))
 
-    def _resolve(self, filename: str) -> tuple[str | None, os.stat_result | None]:
+    def _below_root(self, name: str) -> str | None:
+        """*name* (normalised) relative to the root or to its intact alias, else None."""
+        relpath = relative_to_root(name, self.root)
+        if relpath is None and self.alias:
+            relpath = relative_to_root(name, self.alias)
+            if relpath is not None and not self._alias_intact():
+                return None
+        return relpath
+
+    def _alias_intact(self) -> bool:
+        """True while the configured root still leads to the real root."""
+        try:
+            st = os.stat(self.alias)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == self.root_id
+
+    def _resolve(self, name: str, relpath: str | None) -> tuple[str | None, os.stat_result | None]:
         """The real file's path below the root (None: outside) and its stat (None: missing).
 
-        The fast path, for a name inside the (already real) root with no symbolic link
-        below it, costs one ``lstat`` per path segment below the root, the last of which
-        also gives the file's type. Anything else takes ``os.path.realpath``.
+        *relpath* is *name* below the root as asked for. The fast path, with no symbolic
+        link below the root, costs one ``lstat`` per path segment below the root, the
+        last of which also gives the file's type. Anything else takes ``realpath``.
         """
-        relpath = relative_to_root(os.path.normpath(filename), self.root)
         if relpath:
             path = self.root
             st: os.stat_result | None = None
@@ -150,7 +184,7 @@ class Gate:
                     break
             else:
                 return relpath, st
-        real = os.path.realpath(filename)
+        real = os.path.realpath(name)
         relpath = relative_to_root(real, self.root)
         if not relpath:
             return relpath, None

@@ -279,6 +279,11 @@ class ApacheConfig:
     prefork_max_request_workers: int = 20
     #: ``PythonDebug On`` sends Python tracebacks to the client (useful in tests).
     python_debug: bool = False
+    #: Load mod_python (and write its PythonPath/PythonOption lines). Off for a server
+    #: that must not embed it: plain static serving, or mod_wsgi, which embeds Python too.
+    python: bool = True
+    #: CPUs the server may run on (``taskset -c`` syntax, e.g. "0" or "0-1"); None: any.
+    cpus: str | None = None
     auto_port: bool = field(init=False, default=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -328,6 +333,8 @@ class ApacheConfig:
 
     def modules(self) -> list[str]:
         names = [f"mpm_{self.mpm}", *BASE_MODULES]
+        if not self.python:
+            names.remove("python")
         for name in self.extra_modules:
             if name not in names:
                 names.append(name)
@@ -425,6 +432,14 @@ class ApacheConfig:
             "    Require all denied",
             "</Files>",
             "",
+        ]
+        if self.python:
+            lines += self._python_lines()
+        lines += ["", "# ---- caller's configuration", self.body.strip(), ""]
+        return "\n".join(lines)
+
+    def _python_lines(self) -> list[str]:
+        lines = [
             # mod_python's session mutexes: with this APR (pthread serialization) they
             # need no files, but keep any lock files out of /tmp if a build uses them.
             f'PythonOption mod_python.mutex_directory "{self.lock_dir}"',
@@ -437,8 +452,7 @@ class ApacheConfig:
                 f"PythonOption {_check_conf_string(key, 'option')} "
                 f'"{_check_conf_string(value, "option value")}"'
             )
-        lines += ["", "# ---- caller's configuration", self.body.strip(), ""]
-        return "\n".join(lines)
+        return lines
 
 
 # --------------------------------------------------------------------------- server
@@ -526,8 +540,9 @@ class LocalApache:
         return cfg.conf_path
 
     def _apache(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        pinned = ["taskset", "-c", self.config.cpus] if self.config.cpus else []
         return subprocess.run(
-            [APACHE_BIN, "-f", str(self.config.conf_path), *args],
+            [*pinned, APACHE_BIN, "-f", str(self.config.conf_path), *args],
             env=dict(CLEAN_ENV),
             cwd=str(self.config.workdir),
             stdin=subprocess.DEVNULL,
@@ -554,7 +569,7 @@ class LocalApache:
         Otherwise the symptom is an ImportError in the error log at the first request.
         Only meaningful when root (children drop to www-data).
         """
-        if os.geteuid() != 0 or not self.config.python_path:
+        if os.geteuid() != 0 or not self.config.python or not self.config.python_path:
             return
         user, group = run_user()
         script = 'for d; do test -r "$d" -a -x "$d" || echo "$d"; done'

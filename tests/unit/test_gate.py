@@ -116,3 +116,41 @@ def test_relative_to_root() -> None:
     assert relative_to_root("/rx/b.jpg", "/r") is None
     assert relative_to_root("/r", "/r") == ""
     assert relative_to_root("/a.jpg", "/") == "a.jpg"
+
+
+def test_root_through_a_link_takes_the_fast_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = tmp_path / "srv" / "images"
+    (real / "a").mkdir(parents=True)
+    (real / "a" / "x.jpg").write_bytes(b"x")
+    link = tmp_path / "www-images"
+    link.symlink_to(real)
+    gate = Gate.create(str(link))
+    assert gate.root == str(real) and gate.alias == str(link)
+
+    def no_realpath(path: str) -> str:
+        raise AssertionError(f"realpath({path}) on the fast path")
+
+    monkeypatch.setattr("imageguard.gate.os.path.realpath", no_realpath)
+    verdict = gate.check("GET", str(link / "a" / "x.jpg"), "")
+    assert verdict.allowed and verdict.relpath == "a/x.jpg"
+    assert verdict.path == str(real / "a" / "x.jpg")
+    assert gate.check("GET", str(link / "a" / "missing.jpg"), "").status == 404
+
+
+def test_retargeted_root_link_is_not_trusted(tmp_path: Path) -> None:
+    real = tmp_path / "images"
+    real.mkdir()
+    (real / "x.jpg").write_bytes(b"x")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "x.jpg").write_bytes(b"y")
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    gate = Gate.create(str(link))
+    assert gate.check("GET", str(link / "x.jpg"), "").allowed
+    link.unlink()
+    link.symlink_to(other)  # the link now leads elsewhere: names below it are outside
+    verdict = gate.check("GET", str(link / "x.jpg"), "")
+    assert verdict.status == 403 and "resolves outside" in verdict.reason
