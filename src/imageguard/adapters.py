@@ -234,10 +234,11 @@ def authenhandler(req: Any) -> int:
         return _fail_closed(req, "authen", exc)
 
 
-def _send_instead(req: Any, path: str) -> None:
+def _send_instead(req: Any, path: str, finfo: Any = None) -> None:
     """Have Apache send the file *path* in answer to this request (see the shared notes:
     ``req.finfo`` must describe the new file, or the response is cut at the old size)."""
-    finfo = apache.stat(path, apache.APR_FINFO_MIN)
+    if finfo is None:
+        finfo = apache.stat(path, apache.APR_FINFO_MIN)
     if finfo.filetype != apache.APR_REG:
         raise RenditionError(f"{path} vanished before it could be sent")
     req.filename = path
@@ -251,8 +252,12 @@ def _allow(req: Any, state: _RequestState, login: Login, choice: VariantChoice) 
         assert state.verdict is not None and choice.variant is not None
         viewer = login.identity.user or GUEST
         host = req.server.server_hostname or ""
-        path = runtime.rendition(state.verdict, choice.variant, viewer=viewer, host=host)
-        _send_instead(req, path)
+        planned = runtime.plan_rendition(state.verdict, choice.variant, viewer=viewer, host=host)
+        finfo = apache.stat(planned.path, apache.APR_FINFO_MIN)  # one stat when it is made
+        if finfo.filetype != apache.APR_REG:
+            runtime.make_rendition(planned)
+            finfo = None
+        _send_instead(req, planned.path, finfo)
     req.headers_out["Cache-Control"] = f"private, max-age={runtime.settings.max_age}"
     req.headers_out.add("Vary", "Cookie")
     req.headers_out["X-Content-Type-Options"] = "nosniff"
@@ -265,9 +270,11 @@ def _deny(req: Any, state: _RequestState, login: Login, why: str) -> int:
     _log(req, apache.APLOG_ERR, f"denied {login.identity}: {why}")
     req.err_headers_out["Cache-Control"] = "private, no-store"
     status = runtime.settings.deny_status
-    if runtime.placeholder is None or _wants_html(req):
+    if not runtime.settings.placeholder or _wants_html(req):
         return status
-    _send_instead(req, runtime.placeholder)
+    placeholder = runtime.placeholder
+    assert placeholder is not None
+    _send_instead(req, placeholder)
     req.headers_out["Cache-Control"] = "private, no-store"
     req.status = status  # Apache's own file handler sends the padlock with this status
     return apache.OK

@@ -12,14 +12,15 @@ from pathlib import Path
 
 from . import __version__, sharelinks
 from .acl import ranked
-from .apacheconf import SiteConfig, directory_block, htaccess
+from .apacheconf import SiteConfig, directory_block, htaccess, read_python_options
 from .durations import parse_duration
 from .errors import ImageGuardError
 from .imagecommands import add_commands
 from .levels import Level
 from .principals import Identity, check_name
+from .renditioncache import check_placement
 from .secretfile import SecretFile
-from .settings import OPTIONS
+from .settings import OPTIONS, Settings
 from .store import AclStore
 from .tickets import issue_ticket
 from .variants import VARIANT_PARAM
@@ -206,7 +207,12 @@ def cmd_apache_conf(args: argparse.Namespace) -> int:
         raise CliError("--placeholder needs --cache-dir: the padlock picture is kept there")
     if site.session_source == "auth_tkt" and not site.tkt_secret_file:
         raise CliError("--session auth_tkt needs --secret-file (or $IMAGEGUARD_SECRET_FILE)")
-    sys.stdout.write(directory_block(site))
+    block = directory_block(site)
+    # What Apache would refuse at the first request is refused now, before it is pasted.
+    settings = Settings.from_options(read_python_options(block, root))
+    if settings.cache_dir:
+        check_placement(os.path.realpath(settings.cache_dir), os.path.realpath(root))
+    sys.stdout.write(block)
     return 0
 
 

@@ -21,13 +21,21 @@ Refusals are kept too, so a hostile file costs one read, however often it is ask
 from __future__ import annotations
 
 import os
+import struct
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from .errors import ConfigError, ContentError, FormatMismatch, ImageTooLarge, UnreadableImage
+from .errors import (
+    ConfigError,
+    ContentError,
+    FormatMismatch,
+    ImageTooLarge,
+    UnreadableFile,
+    UnreadableImage,
+)
 from .fileversion import FileVersion
 
 #: The Pillow format each extension promises.
@@ -46,6 +54,11 @@ EXTENSION_FORMATS: dict[str, str] = {
 
 #: 50 megapixels: a 24-megapixel camera picture passes, a 10,000 x 10,000 bomb does not.
 DEFAULT_MAX_PIXELS = 50_000_000
+
+#: Formats Pillow reports for files that are also a format of the table above: a JPEG
+#: whose MPF segment lists several pictures (phones' depth maps and gain maps, cameras'
+#: embedded previews) is identified as MPO, and is a JPEG all the same.
+SAME_FORMAT = {"MPO": "JPEG"}
 
 
 @dataclass(frozen=True)
@@ -96,6 +109,7 @@ def identify(path: str, expected: str, decoders: Iterable[str], max_pixels: int)
     try:
         with Image.open(path, formats=list(decoders)) as image:
             found = image.format or "?"
+            found = SAME_FORMAT.get(found, found)
             if found != expected:
                 raise FormatMismatch(f"file is {found}, but its name promises {expected}")
             width, height = image.size
@@ -108,15 +122,26 @@ def identify(path: str, expected: str, decoders: Iterable[str], max_pixels: int)
                 "A" in image.mode or "transparency" in image.info,
             )
     except UnidentifiedImageError:
-        if os.path.getsize(path) == 0:
+        if _is_empty(path):
             raise UnreadableImage("file is empty") from None
         raise FormatMismatch(f"file is not a {expected} image (nor any allowed format)") from None
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(f"Pillow refuses it as a decompression bomb: {exc}") from None
     except ContentError:
         raise
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except OSError as exc:
+        if exc.errno is not None:  # the system refused the read: not the file's fault
+            raise UnreadableFile(f"cannot read it: {exc.strerror}") from None
         raise UnreadableImage(f"header cannot be read: {exc}") from None
+    except (SyntaxError, ValueError, EOFError, struct.error) as exc:
+        raise UnreadableImage(f"header cannot be read: {exc}") from None
+
+
+def _is_empty(path: str) -> bool:
+    try:
+        return os.path.getsize(path) == 0
+    except OSError:
+        return False
 
 
 class ContentChecker:
@@ -148,7 +173,7 @@ class ContentChecker:
         extension = os.path.splitext(path)[1].lower()
         key = (version, extension)
         verdict = self._verdicts.get(key)
-        if verdict is None:
+        if verdict is None:  # UnreadableFile from here on is raised, and not kept
             verdict = self._verdict(path, extension)
             with self._lock:
                 if len(self._verdicts) >= self._limit:
@@ -165,25 +190,7 @@ class ContentChecker:
             return (FormatMismatch, f"extension {extension!r} is not verified")
         try:
             return identify(path, expected, self.decoders, self.max_pixels)
+        except UnreadableFile:
+            raise  # a refused read (permissions, too many open files) may pass: not kept
         except ContentError as exc:
             return (type(exc), str(exc))
-
-    def condemn(self, version: FileVersion, extension: str, error: ContentError) -> None:
-        """Remember that this file version cannot be served (decoding it failed)."""
-        with self._lock:
-            self._verdicts[(version, extension.lower())] = (type(error), str(error))
-
-
-def decode_fully(path: str, info: ImageInfo) -> None:
-    """Decode the whole image (its first frame); :class:`UnreadableImage` if that fails.
-
-    A header can be fine while the rest of the file is cut off or damaged. A JPEG is
-    decoded at 1/8 scale, which still reads every byte but builds a small image.
-    """
-    try:
-        with Image.open(path, formats=[info.format]) as image:
-            if info.format == "JPEG":
-                image.draft(None, (1, 1))
-            image.load()
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise UnreadableImage(f"cannot decode it: {exc}") from None

@@ -88,6 +88,11 @@ class UnreadableImage(ContentError):
     """The file is empty, truncated or corrupt, or Pillow cannot decode it."""
 
 
+class UnreadableFile(UnreadableImage):
+    """The system refused to read the file (permissions, no descriptors left): not kept,
+    since the next attempt may succeed."""
+
+
 class ImageTooLarge(ContentError):
     """The image has more pixels than ``imageguard.max_pixels`` (a decompression bomb)."""
 

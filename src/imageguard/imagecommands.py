@@ -13,15 +13,16 @@ import argparse
 import os
 import socket
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from .apacheconf import read_python_options
-from .content import decode_fully
+from .content import EXTENSION_FORMATS, ContentChecker
 from .errors import ConfigError, ContentError
+from .gate import Gate
 from .levels import Level
 from .progress import ProgressBar
+from .renditions import check_renders
 from .runtime import Runtime
 from .settings import Settings
 
@@ -74,18 +75,17 @@ def site_settings(args: argparse.Namespace) -> Settings:
     return Settings.from_options(options)
 
 
-def image_files(runtime: Runtime, paths: Sequence[str]) -> list[str]:
+def image_files(gate: Gate, extensions: frozenset[str], paths: Sequence[str]) -> list[str]:
     """The image files below the root (or below/at *paths*) with an allowed extension.
 
     Hidden names are skipped, as the gate would refuse them; paths are relative to the
     root or absolute.
     """
-    root = runtime.gate.root
     found: list[str] = []
-    for given in paths or [root]:
-        path = given if os.path.isabs(given) else os.path.join(root, given)
+    for given in paths or [gate.root]:
+        path = given if os.path.isabs(given) else os.path.join(gate.root, given)
         if os.path.isdir(path):
-            found.extend(_walk(path, runtime.settings.extensions))
+            found.extend(_walk(path, extensions))
         else:
             found.append(os.path.normpath(path))
     return found
@@ -99,25 +99,33 @@ def _walk(top: str, extensions: frozenset[str]) -> Iterator[str]:
                 yield os.path.join(dirpath, name)
 
 
+def _shown(name: str) -> str:
+    """*name* safe for a terminal: control characters (from uploaded names) escaped."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in name)
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     settings = site_settings(args)
-    runtime = Runtime(settings)
-    files = image_files(runtime, args.paths)
+    gate = Gate.create(settings.root, settings.extensions)
+    checker = ContentChecker(
+        (ext for ext in settings.extensions if ext in EXTENSION_FORMATS), settings.max_pixels
+    )
+    files = image_files(gate, settings.extensions, args.paths)
     bad = 0
     with ProgressBar(len(files), "verifying", sys.stderr) as bar:
         for path in files:
-            verdict = runtime.gate.check("GET", path, "")
-            name = verdict.relpath or path
+            verdict = gate.check("GET", path, "")
+            name = _shown(verdict.relpath or path)
             try:
                 if not verdict.allowed:
                     raise ContentError(verdict.reason)
                 assert verdict.version is not None
-                info = runtime.content.check(verdict.path, verdict.version)
+                info = checker.check(verdict.path, verdict.version)
                 if args.deep:
-                    decode_fully(verdict.path, info)
+                    check_renders(verdict.path, info, settings.max_pixels)
             except ContentError as exc:
                 bad += 1
-                bar.line(f"{name}: {exc}")
+                bar.line(f"{name}: {_shown(str(exc))}")
             bar.advance(name)
     print(f"{len(files)} file(s) checked, {bad} refused" + ("" if args.deep else " (headers)"))
     return 1 if bad else 0
@@ -130,8 +138,26 @@ _LEVELS = {
 }
 
 
+def _as_cache_owner(settings: Settings) -> None:
+    """Run as root, become the cache directory's owner before touching it.
+
+    The cache is writable by Apache's user; root walking or writing in it could be led
+    along a symbolic link planted there. As its owner, nothing is done that the owner
+    could not do, and what is made belongs to the owner.
+    """
+    if os.geteuid() != 0 or not settings.cache_dir:
+        return
+    owner = os.stat(settings.cache_dir)
+    if owner.st_uid == 0:
+        return
+    os.setgroups([])
+    os.setgid(owner.st_gid)
+    os.setuid(owner.st_uid)
+
+
 def cmd_warm(args: argparse.Namespace) -> int:
     settings = site_settings(args)
+    _as_cache_owner(settings)
     runtime = Runtime(settings)
     levels = _LEVELS[args.level]
     if Level.PREVIEW in levels and "{user}" in settings.watermark:
@@ -141,55 +167,41 @@ def cmd_warm(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         levels = tuple(level for level in levels if level is not Level.PREVIEW)
-    files = image_files(runtime, args.paths)
-    started = time.time()
+    host = args.host or socket.getfqdn()
+    files = image_files(runtime.gate, settings.extensions, args.paths)
     made = cached = refused = 0
     with ProgressBar(len(files) * len(levels), "warming", sys.stderr) as bar:
         for path in files:
             verdict = runtime.admit("GET", path, "")
+            name = _shown(verdict.relpath or path)
             for level in levels:
                 try:
                     if not verdict.allowed:
                         raise ContentError(verdict.reason)
-                    made_at = os.stat(
-                        runtime.rendition(verdict, level, viewer=GUEST, host=args.host)
-                    ).st_mtime
+                    planned = runtime.plan_rendition(verdict, level, viewer=GUEST, host=host)
+                    if os.path.exists(planned.path):
+                        cached += 1
+                    else:
+                        runtime.make_rendition(planned)
+                        made += 1
                 except ContentError as exc:
                     refused += 1
-                    bar.line(f"{verdict.relpath or path} ({level.label}): {exc}")
-                else:
-                    if made_at >= started:
-                        made += 1
-                    else:
-                        cached += 1
-                bar.advance(verdict.relpath or path)
-    _hand_over(runtime)
+                    bar.line(f"{name} ({level.label}): {_shown(str(exc))}")
+                bar.advance(name)
     print(f"{made} rendition(s) made, {cached} already cached, {refused} refused")
     return 1 if refused else 0
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
     settings = site_settings(args)
+    _as_cache_owner(settings)
     runtime = Runtime(settings)
-    summary = runtime.renditions.purge(everything=args.all)
+    summary = runtime.renditions.purge(everything=args.all, unused_days=args.unused_days)
     print(
         f"removed {summary.removed} file(s) ({summary.bytes_freed / 1e6:.1f} MB), "
         f"kept {summary.kept}"
     )
     return 0
-
-
-def _hand_over(runtime: Runtime) -> None:
-    """Run as root, give what was made to the cache directory's owner (Apache's user)."""
-    if os.geteuid() != 0:
-        return
-    top = runtime.renditions.directory
-    owner = os.stat(top)
-    if owner.st_uid == 0:
-        return
-    for dirpath, dirnames, filenames in os.walk(top):
-        for name in dirnames + filenames:
-            os.lchown(os.path.join(dirpath, name), owner.st_uid, owner.st_gid)
 
 
 def add_commands(command: Callable[[str, object, str], argparse.ArgumentParser]) -> None:
@@ -209,7 +221,6 @@ def add_commands(command: Callable[[str, object, str], argparse.ArgumentParser])
     warm.add_argument("--level", choices=sorted(_LEVELS), default="thumb", help="default: thumb")
     warm.add_argument(
         "--host",
-        default=socket.getfqdn(),
         help="Apache's ServerName, for a watermark naming {host} (default: this machine's)",
     )
     warm.add_argument("paths", metavar="PATH", nargs="*", help="files or folders (default: all)")
@@ -220,4 +231,11 @@ def add_commands(command: Callable[[str, object, str], argparse.ArgumentParser])
     )
     purge.set_defaults(func=cmd_purge)
     add_site_options(purge)
-    purge.add_argument("--all", action="store_true", help="empty the whole cache")
+    purge.add_argument(
+        "--unused-days",
+        type=float,
+        default=0,
+        metavar="N",
+        help="also remove renditions not asked for in N days (old {date} previews, ...)",
+    )
+    purge.add_argument("--all", action="store_true", help="remove every rendition of the site")

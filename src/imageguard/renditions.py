@@ -3,31 +3,37 @@
 Pure functions, from a file to encoded bytes; caching and serving are elsewhere
 (:mod:`imageguard.renditioncache`). :func:`make_rendition` does, in order:
 
-1. open the file with only its own format's decoder, and refuse more pixels than allowed;
+1. open the file (not through a symbolic link, and only if it is still the version that
+   was checked) with only its own format's decoder, and refuse more pixels than allowed;
 2. for a JPEG, ask the decoder for a reduced image (:meth:`PIL.Image.Image.draft`: the
    DCT scales by 1/2, 1/4 or 1/8 while decoding), so a 24-megapixel photo never exists
-   in memory at full size;
-3. apply the EXIF orientation (:func:`PIL.ImageOps.exif_transpose`);
-4. bring the colour mode to one that resizes and encodes well (:func:`normalised`);
-5. fit it in a square of ``max_side`` pixels, never enlarging it;
+   in memory at full size; other formats are decoded whole, then reduced first;
+3. fit it in a square of ``max_side`` pixels, never enlarging it;
+4. turn it upright by its EXIF orientation (read defensively: bad EXIF is ignored);
+5. bring the colour mode to one that encodes well (:func:`normalised`);
 6. for a preview, draw the watermark text across it (:func:`watermarked`);
 7. encode it without any of the original's metadata (no EXIF, GPS, XMP or comments;
    an ICC colour profile is kept when the colours are still the ones it describes).
 
 The output format follows :func:`output_format`: WebP stays WebP, an image with
 transparency or a palette (drawings, logos) becomes PNG, a photograph becomes JPEG.
+Any failure of Pillow on a hostile or damaged file is a
+:class:`~imageguard.errors.ContentError`, never another exception.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import string
 from dataclasses import dataclass
+from typing import BinaryIO
 
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFont
 
-from .content import ImageInfo, check_pixels
-from .errors import ContentError, ImageTooLarge, UnreadableImage
+from .content import SAME_FORMAT, ImageInfo, check_pixels
+from .errors import ContentError, ImageTooLarge, UnreadableFile, UnreadableImage
+from .fileversion import FileVersion
 from .levels import Level
 
 #: Bumped whenever the way renditions are made changes, so old cached ones are not used.
@@ -116,6 +122,8 @@ def normalised(image: Image.Image) -> Image.Image:
     to 8 bits.
     """
     mode = image.mode
+    if mode in ("RGB", "L") and "transparency" in image.info:  # one transparent colour
+        return image.convert("RGBA" if mode == "RGB" else "LA")
     if mode in ("RGB", "RGBA", "L", "LA"):
         return image
     if mode in _SIXTEEN_BIT_MODES:
@@ -176,21 +184,63 @@ def watermarked(image: Image.Image, text: str) -> Image.Image:
     return marked if had_alpha else marked.convert("RGB")
 
 
-def _decoded(image: Image.Image, info: ImageInfo, max_side: int) -> Image.Image:
-    """The image decoded, reduced while decoding when the format allows, and upright."""
+#: EXIF orientation -> the transposition that makes the picture upright.
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+#: Modes converted before reducing: a palette or 1-bit image resizes badly, and Pillow
+#: cannot resize 16-bit greyscale (which becomes 8-bit, smaller, on the way).
+_CONVERT_FIRST = frozenset({"P", "PA", "1"}) | _SIXTEEN_BIT_MODES
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation (1 when absent, or when the EXIF data cannot be read)."""
+    try:
+        value = image.getexif().get(0x0112, 1)
+        return int(value) if value in _UPRIGHT else 1
+    except Exception:  # malformed EXIF must not stop a rendition; it is not written
+        return 1
+
+
+def _reduced(image: Image.Image, info: ImageInfo, max_side: int) -> Image.Image:
+    """*image* fitted in *max_side*, upright, in a mode :func:`normalised` gives.
+
+    A JPEG is decoded already reduced (``draft``); other formats are decoded whole and
+    reduced (``thumbnail`` uses ``reduce``) before anything else touches them, so no
+    full-size copy is ever made.
+    """
+    orientation = _orientation(image)
     if info.format == "JPEG":
         image.draft(None, fitted_size(info.width, info.height, max_side))
-    upright = ImageOps.exif_transpose(image)
-    upright.load()
-    return upright
+    if image.mode in _CONVERT_FIRST:
+        image = normalised(image)
+    image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    if orientation != 1:
+        image = image.transpose(_UPRIGHT[orientation])
+    return normalised(image)
 
 
-def _icc_profile(source: Image.Image, result: Image.Image) -> bytes | None:
-    """The source's ICC profile when it still describes the result's colours."""
-    icc = source.info.get("icc_profile")
-    if not icc or source.mode not in ("RGB", "RGBA", "L", "LA"):
+def _open_version(path: str, version: FileVersion | None) -> BinaryIO:
+    """The file *path*, refused if it is a symbolic link or not the *version* checked."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    handle = os.fdopen(fd, "rb")
+    if version is not None and FileVersion.of(os.fstat(fd)) != version:
+        handle.close()
+        raise UnreadableImage("the file changed between its check and its rendering")
+    return handle
+
+
+def _icc_profile(icc: bytes | None, source_mode: str, result: Image.Image) -> bytes | None:
+    """The source's ICC profile *icc* when it still describes the result's colours."""
+    if not icc or source_mode not in ("RGB", "RGBA", "L", "LA"):
         return None
-    same_family = (source.mode[0] == "L") == (result.mode[0] == "L")
+    same_family = (source_mode[0] == "L") == (result.mode[0] == "L")
     return icc if same_family else None
 
 
@@ -218,32 +268,50 @@ def encoded(image: Image.Image, fmt: str, variant: Level, icc: bytes | None = No
     return out.getvalue()
 
 
-def make_rendition(path: str, info: ImageInfo, spec: RenditionSpec, max_pixels: int) -> bytes:
+def make_rendition(
+    path: str,
+    info: ImageInfo,
+    spec: RenditionSpec,
+    max_pixels: int,
+    version: FileVersion | None = None,
+) -> bytes:
     """The encoded rendition *spec* of the image file *path* (whose header gave *info*).
 
-    Raises :class:`~imageguard.errors.ContentError` for a file that cannot be made into
-    one: too many pixels, truncated, corrupt, or not what its header claimed.
+    With *version*, the file opened must be that version (not replaced since it was
+    checked). Raises :class:`~imageguard.errors.ContentError` for a file that cannot be
+    made into one: too many pixels, truncated, corrupt, or not what its header claimed.
     """
     check_pixels(info.width, info.height, max_pixels)
     try:
-        with Image.open(path, formats=[info.format]) as source:
-            if source.format != info.format:
+        with (
+            _open_version(path, version) as handle,
+            Image.open(handle, formats=[info.format]) as source,
+        ):
+            found = SAME_FORMAT.get(source.format or "?", source.format)
+            if found != info.format:
                 raise UnreadableImage(f"file changed: now {source.format}, was {info.format}")
             check_pixels(*source.size, max_pixels)
-            image = _decoded(source, info, spec.max_side)
-            icc_source = source
-            image = normalised(image)
-            image.thumbnail(
-                (spec.max_side, spec.max_side), Image.Resampling.LANCZOS, reducing_gap=3.0
-            )
+            icc = source.info.get("icc_profile")
+            source_mode = source.mode
+            image = _reduced(source, info, spec.max_side)
             if spec.watermark:
                 image = watermarked(image, spec.watermark)
             return encoded(
-                image, output_format(info), spec.variant, _icc_profile(icc_source, image)
+                image, output_format(info), spec.variant, _icc_profile(icc, source_mode, image)
             )
     except ContentError:
         raise
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(f"Pillow refuses it as a decompression bomb: {exc}") from None
-    except (OSError, SyntaxError, ValueError, EOFError, Image.UnidentifiedImageError) as exc:
+    except OSError as exc:
+        if exc.errno is not None:
+            raise UnreadableFile(f"cannot read it: {exc.strerror}") from None
         raise UnreadableImage(f"cannot decode it: {exc}") from None
+    except Exception as exc:  # Pillow meets hostile files with many exception types
+        raise UnreadableImage(f"cannot decode it: {type(exc).__name__}: {exc}") from None
+
+
+def check_renders(path: str, info: ImageInfo, max_pixels: int) -> None:
+    """Make a small rendition in memory: :class:`ContentError` when the file cannot be
+    rendered (what ``imageguard verify --deep`` checks, beyond the header)."""
+    make_rendition(path, info, RenditionSpec(Level.THUMB, 16), max_pixels)

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 from . import sharelinks
 from .acl import Decision
-from .content import EXTENSION_FORMATS, ContentChecker
+from .content import EXTENSION_FORMATS, ContentChecker, ImageInfo
 from .cookies import find_cookie
 from .errors import ConfigError, ContentError, ShareLinkError, TicketError, TicketExpired
+from .fileversion import FileVersion
 from .gate import UNSUPPORTED_MEDIA_TYPE, Gate, GateVerdict
 from .levels import Level
 from .placeholder import PLACEHOLDER_NAME, locked_image
@@ -40,6 +41,17 @@ from .store import CachedAcl
 from .tickets import TicketVerifier
 
 _IDENTITY_LIMIT = 4096
+
+
+@dataclass(frozen=True)
+class PlannedRendition:
+    """A rendition to send: where it is kept, and what to make it from if it is not."""
+
+    path: str
+    relpath: str
+    version: FileVersion
+    info: ImageInfo
+    spec: RenditionSpec
 
 
 @dataclass(frozen=True)
@@ -79,9 +91,8 @@ class Runtime:
         self._renditions = (
             RenditionCache(settings.cache_dir, self.gate.root) if settings.cache_dir else None
         )
-        self.placeholder: str | None = None
         if settings.placeholder:
-            self.placeholder = self.renditions.keep(PLACEHOLDER_NAME, locked_image)
+            self.renditions  # noqa: B018 - raises ConfigError now when there is no cache
         self._secret_file = (
             SecretFile(settings.tkt_secret_file) if settings.tkt_secret_file else None
         )
@@ -121,12 +132,20 @@ class Runtime:
                 return GateVerdict(UNSUPPORTED_MEDIA_TYPE, f"{verdict.relpath}: {exc}")
         return verdict
 
-    def rendition(self, verdict: GateVerdict, variant: Level, *, viewer: str, host: str) -> str:
-        """The path of rendition *variant* of the admitted file, made if need be.
+    @property
+    def placeholder(self) -> str | None:
+        """The padlock picture's path (drawn at first use), or None when it is off."""
+        if not self.settings.placeholder:
+            return None
+        return self.renditions.keep(PLACEHOLDER_NAME, locked_image)
+
+    def plan_rendition(
+        self, verdict: GateVerdict, variant: Level, *, viewer: str, host: str
+    ) -> PlannedRendition:
+        """Which rendition *variant* of the admitted file to send, and where it is kept.
 
         The preview's watermark names *viewer* and *host* when the template asks for
-        them. A file that cannot be rendered is remembered as unservable and raises
-        :class:`ContentError`.
+        them. Nothing is made or read here beyond the (cached) content check.
         """
         assert verdict.version is not None
         settings = self.settings
@@ -138,14 +157,27 @@ class Runtime:
         else:
             spec = RenditionSpec(variant, settings.thumb_size)
         info = self.content.check(verdict.path, verdict.version)
-        try:
-            return self.renditions.get(
-                verdict.relpath, verdict.version, info, spec, settings.max_pixels
-            )
-        except ContentError as exc:
-            extension = os.path.splitext(verdict.path)[1]
-            self.content.condemn(verdict.version, extension, exc)
-            raise
+        path = self.renditions.path_for(verdict.relpath, verdict.version, info, spec)
+        return PlannedRendition(path, verdict.relpath, verdict.version, info, spec)
+
+    def make_rendition(self, planned: PlannedRendition) -> None:
+        """Make *planned* in the cache (if no one did meanwhile); ContentError if it cannot
+        be made from the file, RenditionError if it cannot be stored."""
+        self.renditions.make(
+            planned.path,
+            planned.relpath,
+            planned.version,
+            planned.info,
+            planned.spec,
+            self.settings.max_pixels,
+        )
+
+    def rendition(self, verdict: GateVerdict, variant: Level, *, viewer: str, host: str) -> str:
+        """The path of rendition *variant* of the admitted file, made if need be."""
+        planned = self.plan_rendition(verdict, variant, viewer=viewer, host=host)
+        if not os.path.exists(planned.path):
+            self.make_rendition(planned)
+        return planned.path
 
     def _make_verifier(self, secrets: tuple[bytes, ...]) -> TicketVerifier:
         settings = self.settings

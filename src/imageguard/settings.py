@@ -196,6 +196,12 @@ class Settings:
                 f"imageguard.max_pixels must lie between 1 and {pillow_limit} "
                 "(Pillow's own decompression-bomb limit)"
             )
+        placeholder = _flag(options, "imageguard.placeholder")
+        if placeholder and deny_status != 403:
+            raise ConfigError(
+                "imageguard.placeholder on needs imageguard.deny_status 403: with 404, a "
+                "padlock would tell a denied image from a missing one"
+            )
         try:
             watermark = check_watermark_template(
                 options.get("imageguard.watermark", DEFAULT_WATERMARK)
@@ -231,7 +237,7 @@ class Settings:
             downgrade=_flag(options, "imageguard.downgrade", True),
             verify_content=verify_content,
             max_pixels=max_pixels,
-            placeholder=_flag(options, "imageguard.placeholder"),
+            placeholder=placeholder,
         )
 
 

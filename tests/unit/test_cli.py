@@ -189,6 +189,22 @@ def test_apache_conf_with_renditions(
     assert "PythonOption imageguard.placeholder on" in out
     code, _, err = run(capsys, "apache-conf", "--root", str(tmp_path), "--placeholder")
     assert code == 2 and "--placeholder needs --cache-dir" in err
+    for bad, message in [
+        (["--thumb-size", "5000"], "thumb_size"),
+        (["--watermark", "{nope}"], "imageguard.watermark"),
+        (["--cache-dir", str(tmp_path / "images" / "cache")], "must not lie inside"),
+        (["--watermark", 'say "cheese"'], "cannot be written"),
+    ]:
+        code, out, err = run(
+            capsys,
+            "apache-conf",
+            "--root",
+            str(tmp_path / "images"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            *bad,
+        )
+        assert code == 2 and message in err and out == "", (bad, err)
 
 
 def test_help_reads_well(capsys: pytest.CaptureFixture[str]) -> None:

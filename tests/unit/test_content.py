@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imageguard.content import (
-    ContentChecker,
-    decode_fully,
-    expected_format,
-    identify,
+from imageguard.content import ContentChecker, expected_format, identify
+from imageguard.errors import (
+    ConfigError,
+    FormatMismatch,
+    ImageTooLarge,
+    UnreadableFile,
+    UnreadableImage,
 )
-from imageguard.errors import ConfigError, FormatMismatch, ImageTooLarge, UnreadableImage
 from imageguard.fileversion import FileVersion
 
 ALLOWED = (".jpg", ".jpeg", ".png", ".gif", ".webp")
@@ -122,14 +123,29 @@ def test_verdicts_are_kept_per_version(tmp_path: Path, monkeypatch: pytest.Monke
     assert len(calls) == 2
 
 
-def test_condemned_version_stays_refused(tmp_path: Path) -> None:
+def test_multi_picture_jpeg_is_a_jpeg(tmp_path: Path) -> None:
+    path = tmp_path / "phone.jpg"
+    frames = [Image.new("RGB", (40, 30), "red"), Image.new("RGB", (20, 15), "blue")]
+    frames[0].save(path, "MPO", save_all=True, append_images=frames[1:])
+    assert Image.open(path).format == "MPO"  # what Pillow calls it
+    info = ContentChecker(ALLOWED).check(str(path), version(path))
+    assert (info.format, info.width) == ("JPEG", 40)
+
+
+def test_refused_reads_are_not_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "a.jpg"
     Image.new("RGB", (8, 8)).save(path, "JPEG")
     checker = ContentChecker(ALLOWED)
-    checker.check(str(path), version(path))
-    checker.condemn(version(path), ".jpg", UnreadableImage("cannot decode it"))
-    with pytest.raises(UnreadableImage, match="cannot decode it"):
+    real_open = Image.open
+
+    def refused(*args: object, **kw: object) -> object:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("imageguard.content.Image.open", refused)
+    with pytest.raises(UnreadableFile, match="Permission denied"):
         checker.check(str(path), version(path))
+    monkeypatch.setattr("imageguard.content.Image.open", real_open)
+    assert checker.check(str(path), version(path)).format == "JPEG"
 
 
 def test_unknown_extension_cannot_be_verified() -> None:
@@ -138,14 +154,3 @@ def test_unknown_extension_cannot_be_verified() -> None:
         expected_format(".svg")
     with pytest.raises(ConfigError):
         ContentChecker([".jpg", ".svg"])
-
-
-def test_decode_fully_finds_truncation(tmp_path: Path) -> None:
-    path = tmp_path / "t.jpg"
-    Image.effect_noise((400, 300), 50).convert("RGB").save(path, "JPEG")
-    info = identify(str(path), "JPEG", ["JPEG"], 10**6)
-    decode_fully(str(path), info)
-    path.write_bytes(path.read_bytes()[:3000])
-    info = identify(str(path), "JPEG", ["JPEG"], 10**6)  # the header is still fine
-    with pytest.raises(UnreadableImage, match="truncated"):
-        decode_fully(str(path), info)

@@ -244,14 +244,24 @@ def test_placeholder_is_sent_with_the_deny_status(
     handlers: types.ModuleType, site: tuple[Path, dict[str, str]]
 ) -> None:
     root, options = site
-    strict = {**options, "imageguard.placeholder": "on", "imageguard.deny_status": "404"}
+    strict = {**options, "imageguard.placeholder": "on"}
     req = FakeRequest(root, "a.jpg", strict)
     assert handlers.authzhandler(req) == 0  # Apache sends the padlock file...
-    assert req.status == 404  # ...with the deny status
+    assert req.status == 403  # ...with the deny status
     assert req.filename.endswith("locked-v1.png")
     page = FakeRequest(root, "a.jpg", strict, headers={"Accept": "text/html"})
-    assert handlers.authzhandler(page) == 404 and page.filename.endswith("a.jpg")
+    assert handlers.authzhandler(page) == 403 and page.filename.endswith("a.jpg")
     no_downgrade = {**strict, "imageguard.downgrade": "off"}
     req = FakeRequest(root, "small.jpg", no_downgrade)
-    assert handlers.authzhandler(req) == 0 and req.status == 404
+    assert handlers.authzhandler(req) == 0 and req.status == 403
     assert any("imageguard.downgrade off" in message for message, _ in req.logged)
+
+
+def test_placeholder_with_404_is_a_config_error(
+    handlers: types.ModuleType, site: tuple[Path, dict[str, str]]
+) -> None:
+    root, options = site
+    hiding = {**options, "imageguard.placeholder": "on", "imageguard.deny_status": "404"}
+    req = FakeRequest(root, "a.jpg", hiding)
+    assert handlers.accesshandler(req) == 500
+    assert "placeholder on needs imageguard.deny_status 403" in req.logged[0][0]

@@ -197,3 +197,53 @@ def test_purge(tree: tuple[Path, RenditionCache]) -> None:
     assert sorted(cache.entries()) == sorted([keep, new])
     everything = cache.purge(everything=True)
     assert everything.removed == 2 and list(cache.entries()) == []
+
+
+def test_each_root_has_its_own_folder(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+    one = RenditionCache(str(cache), str(tmp_path / "one"))
+    two = RenditionCache(str(cache), str(tmp_path / "two"))
+    assert one.directory != two.directory
+    assert one.directory.startswith(str(cache) + "/") and "one" in one.directory
+
+
+def test_root_inside_the_cache_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "cache" / "images").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="root must not lie inside"):
+        RenditionCache(str(tmp_path / "cache"), str(tmp_path / "cache" / "images"))
+
+
+def test_failures_are_remembered_per_version(
+    tree: tuple[Path, RenditionCache], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, cache = tree
+    calls = []
+
+    def failing(*args: object) -> bytes:
+        calls.append(1)
+        raise UnreadableImage("cannot decode it: image file is truncated")
+
+    monkeypatch.setattr(renditioncache, "make_rendition", failing)
+    for _ in range(3):
+        with pytest.raises(UnreadableImage, match="truncated"):
+            get(cache, root, "a/cat.jpg")
+    with pytest.raises(UnreadableImage):
+        get(cache, root, "a/cat.jpg", PREVIEW)
+    assert len(calls) == 1  # one attempt for that version of the file, whatever the variant
+
+
+def test_purge_unused_and_everything_spare_other_files(tree: tuple[Path, RenditionCache]) -> None:
+    root, cache = tree
+    used = get(cache, root, "a/cat.jpg")
+    unused = get(cache, root, "a/cat.jpg", PREVIEW)
+    old = time.time() - 10 * 86400
+    os.utime(unused, (old, old))
+    notes = Path(cache.directory) / "a" / "cat.jpg" / "notes.txt"
+    notes.write_text("someone's file")
+    summary = cache.purge(unused_days=7)
+    assert summary.removed == 1 and not Path(unused).exists() and Path(used).exists()
+    assert cache.purge(everything=True).removed == 1
+    assert notes.exists()  # only renditions are removed, whatever the option

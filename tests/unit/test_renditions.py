@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +15,11 @@ from PIL import Image, ImageChops, ImageStat
 
 from imageguard.content import identify
 from imageguard.errors import ImageTooLarge, UnreadableImage
+from imageguard.fileversion import FileVersion
 from imageguard.levels import Level
 from imageguard.renditions import (
     RenditionSpec,
+    check_renders,
     check_watermark_template,
     fitted_size,
     make_rendition,
@@ -189,3 +193,71 @@ def test_24_megapixel_preview_stays_far_below_the_decoded_size(tmp_path: Path) -
     measured = json.loads(result.stdout)
     decoded_kib = 6000 * 4000 * 4 // 1024  # Pillow keeps RGB in 4 bytes a pixel
     assert measured["growth_kib"] < decoded_kib * 0.5, measured
+
+
+def test_check_renders_finds_truncation(tmp_path: Path) -> None:
+    path = tmp_path / "t.jpg"
+    Image.effect_noise((400, 300), 50).convert("RGB").save(path, "JPEG")
+    check_renders(str(path), identify(str(path), "JPEG", FORMATS, 10**6), 10**6)
+    path.write_bytes(path.read_bytes()[:3000])
+    info = identify(str(path), "JPEG", FORMATS, 10**6)  # the header is still fine
+    with pytest.raises(UnreadableImage, match="truncated"):
+        check_renders(str(path), info, 10**6)
+
+
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data")
+def test_malformed_exif_is_ignored_not_fatal(tmp_path: Path) -> None:
+    path = tmp_path / "x.jpg"
+    Image.new("RGB", (200, 100), "red").save(
+        path, exif=b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x05\x01\x12"
+    )
+    out = render(path)
+    assert out.size == (64, 32)
+
+
+def test_any_pillow_failure_is_a_content_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "x.jpg"
+    Image.new("RGB", (200, 100)).save(path)
+    info = identify(str(path), "JPEG", FORMATS, 10**6)
+
+    def broken(*args: object, **kw: object) -> None:
+        raise struct.error("unpack requires a buffer of 4 bytes")
+
+    monkeypatch.setattr(Image.Image, "thumbnail", broken)
+    with pytest.raises(UnreadableImage, match="cannot decode it: error: unpack"):
+        make_rendition(str(path), info, THUMB, 10**6)
+
+
+def test_a_replaced_or_linked_file_is_not_rendered(tmp_path: Path) -> None:
+    path = tmp_path / "x.jpg"
+    Image.new("RGB", (200, 100)).save(path)
+    version = FileVersion.of(os.stat(path))
+    info = identify(str(path), "JPEG", FORMATS, 10**6)
+    Image.new("RGB", (300, 100)).save(path)  # replaced after the check
+    with pytest.raises(UnreadableImage, match="changed between its check"):
+        make_rendition(str(path), info, THUMB, 10**6, version)
+    link = tmp_path / "link.jpg"
+    link.symlink_to(path)
+    with pytest.raises(UnreadableImage):
+        make_rendition(str(link), info, THUMB, 10**6)
+
+
+def test_single_colour_transparency_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "t.png"
+    image = Image.new("RGB", (100, 100), (255, 255, 255))
+    image.paste((0, 0, 0), (0, 0, 50, 100))
+    image.save(path, transparency=(255, 255, 255))
+    out = render(path)
+    assert (out.format, out.mode) == ("PNG", "RGBA")
+    assert out.getpixel((60, 10))[3] == 0 and out.getpixel((5, 10))[3] == 255
+
+
+def test_multi_picture_jpeg_renders(tmp_path: Path) -> None:
+    path = tmp_path / "phone.jpg"
+    frames = [Image.new("RGB", (400, 300), "red"), Image.new("RGB", (40, 30), "blue")]
+    frames[0].save(path, "MPO", save_all=True, append_images=frames[1:])
+    info = identify(str(path), "JPEG", FORMATS, 10**6)
+    out = Image.open(io.BytesIO(make_rendition(str(path), info, THUMB, 10**6)))
+    assert out.size == (64, 48) and out.getpixel((5, 5))[0] > 200
