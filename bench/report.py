@@ -1,0 +1,216 @@
+"""The benchmark's report: tables, the targets checked against them, JSON and a chart."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: One measured cell: variant and size -> figures (rps, p50_ms, p99_ms, non_2xx, runs...).
+Cells = dict[str, dict[str, dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A goal from the benchmark issue, and whether this run met it."""
+
+    name: str
+    wanted: str
+    measured: str
+    met: bool
+
+
+def ratio(cells: Cells, variant: str, other: str, size: str) -> float:
+    """*variant*'s requests/s divided by *other*'s at *size* (nan when either is missing)."""
+    try:
+        return float(cells[variant][size]["rps"] / cells[other][size]["rps"])
+    except (KeyError, ZeroDivisionError):
+        return math.nan
+
+
+def tables(cells: Cells, sizes: dict[str, int], settings: dict[str, Any]) -> str:
+    """One table per file size: req/s, latency, and the ratios to static and imageguard."""
+    out = [
+        f"MPM {settings['mpm']}, {settings['connections']} connections, wrk on CPU "
+        f"{settings['wrk_cpus'] or 'any'}, Apache on CPU {settings['apache_cpus'] or 'any'}, "
+        f"{settings['runs']} run(s) of {settings['seconds']} s after a {settings['warmup']} s "
+        "warm-up; req/s is the median run",
+        "",
+    ]
+    header = f"{'variant':<16} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} "
+    header += f"{'x static':>9} {'x imageguard':>13}"
+    for size, actual in sizes.items():
+        out += [f"File {size} ({actual:,} bytes)", header, "-" * len(header)]
+        for variant, by_size in cells.items():
+            cell = by_size.get(size)
+            if cell is None:
+                continue
+            out.append(
+                f"{variant:<16} {cell['rps']:>9,.0f} {cell['p50_ms']:>8.2f} "
+                f"{cell['p99_ms']:>8.2f} {cell['non_2xx']:>8} "
+                f"{ratio(cells, variant, 'static', size):>9.2f} "
+                f"{ratio(cells, variant, 'imageguard', size):>13.2f}"
+            )
+        out.append("")
+    return "\n".join(out)
+
+
+def _check(name: str, wanted: str, value: float, ok: Callable[[float], bool], fmt: str) -> Target:
+    measured = "not measured" if math.isnan(value) else fmt.format(value)
+    return Target(name, wanted, measured, not math.isnan(value) and ok(value))
+
+
+def targets(cells: Cells, extra: dict[str, Any]) -> list[Target]:
+    """The issue's targets, measured in this run."""
+    found = [
+        _check(
+            "imageguard / floor at 8 KB",
+            ">= 0.85",
+            ratio(cells, "imageguard", "floor", "8k"),
+            lambda v: v >= 0.85,
+            "{:.2f}",
+        ),
+        _check(
+            "imageguard / naive at 8 KB",
+            ">= 3.0",
+            ratio(cells, "imageguard", "naive", "8k"),
+            lambda v: v >= 3.0,
+            "{:.2f}",
+        ),
+        _check(
+            "imageguard / static at 4 MB",
+            ">= 0.95",
+            ratio(cells, "imageguard", "static", "4m"),
+            lambda v: v >= 0.95,
+            "{:.2f}",
+        ),
+    ]
+    sizes = sorted({size for by_size in cells.values() for size in by_size})
+    for rival in ("stream", "stream-sendfile", "xsendfile"):
+        worst = min((ratio(cells, "imageguard", rival, size) for size in sizes), default=math.nan)
+        found.append(
+            _check(
+                f"imageguard / {rival}, every size",
+                "> 1.0",
+                worst,
+                lambda v: v > 1.0,
+                "lowest {:.2f}",
+            )
+        )
+    p99 = max(
+        (
+            cells["imageguard"][size]["p99_ms"] / cells["static"][size]["p99_ms"]
+            for size in sizes
+            if size in cells.get("imageguard", {}) and size in cells.get("static", {})
+        ),
+        default=math.nan,
+    )
+    found.append(
+        _check("imageguard p99 / static p99", "<= 2.0", p99, lambda v: v <= 2.0, "highest {:.2f}")
+    )
+    failures = sum(cell["non_2xx"] + cell["socket_errors"] for v in cells.values() for cell in v.values())
+    found.append(
+        _check("non-2xx responses and socket errors", "0", float(failures), lambda v: v == 0, "{:.0f}")
+    )
+    rss = extra.get("rss")
+    if rss:
+        growth = (rss["after_mb"] - rss["before_mb"])
+        found.append(
+            _check(
+                f"child RSS growth, {rss['before_requests']:,} -> {rss['after_requests']:,} requests",
+                "<= 10 MB",
+                growth,
+                lambda v: v <= 10,
+                "{:+.1f} MB",
+            )
+        )
+    acl = extra.get("acl")
+    if acl:
+        found += [
+            _check(
+                f"ACL decision p50, warm, {acl['rules']:,} rules",
+                "<= 20 us",
+                acl["warm_p50_us"],
+                lambda v: v <= 20,
+                "{:.1f} us",
+            ),
+            _check(
+                "ACL decision after a change (cold), slowest of 50",
+                "<= 1 ms",
+                acl["cold_max_us"] / 1000,
+                lambda v: v <= 1,
+                "{:.3f} ms",
+            ),
+            Target(
+                "grant and revoke seen by the next decision",
+                "yes",
+                "yes" if acl["grant_seen"] and acl["revoke_seen"] else "no",
+                bool(acl["grant_seen"] and acl["revoke_seen"]),
+            ),
+        ]
+    return found
+
+
+def target_table(found: list[Target]) -> str:
+    width = max(len(t.name) for t in found)
+    lines = [f"{'target':<{width}}  {'wanted':<8}  {'measured':<14}  met"]
+    for t in found:
+        lines.append(f"{t.name:<{width}}  {t.wanted:<8}  {t.measured:<14}  {'yes' if t.met else 'NO'}")
+    return "\n".join(lines)
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+
+
+def chart(path: Path, cells: Cells, sizes: dict[str, int], title: str) -> None:
+    """Grouped bars: each variant's requests/s relative to static, per file size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = list(cells)
+    names = list(sizes)
+    width = 0.8 / max(1, len(variants))
+    figure, axes = plt.subplots(figsize=(11, 5.2), dpi=110)
+    colours = plt.get_cmap("tab10")
+    for index, variant in enumerate(variants):
+        values = [ratio(cells, variant, "static", size) for size in names]
+        positions = [n + (index - (len(variants) - 1) / 2) * width for n in range(len(names))]
+        bars = axes.bar(
+            positions,
+            [0 if math.isnan(v) else v for v in values],
+            width,
+            label=variant,
+            color=colours(index % 10),
+            edgecolor="black" if variant.startswith("imageguard") else "none",
+            linewidth=1.2,
+        )
+        for bar, variant_value in zip(bars, values):
+            if not math.isnan(variant_value):
+                axes.annotate(
+                    f"{variant_value:.2f}",
+                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center",
+                    va="bottom",
+                    fontsize=6.5,
+                    rotation=90,
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                )
+    axes.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
+    axes.set_xticks(range(len(names)))
+    axes.set_xticklabels(
+        [f"{name} file\n(static: {cells['static'][name]['rps']:,.0f} req/s)" if name in cells.get("static", {}) else name for name in names]
+    )
+    axes.set_ylabel("requests/s relative to static Apache")
+    axes.set_ylim(0, 1.25)
+    axes.set_title(title, fontsize=10)
+    axes.legend(fontsize=8, ncol=3, loc="upper right")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)

@@ -1,0 +1,272 @@
+"""make bench: imageguard side by side with static Apache and the alternatives, in one run.
+
+Starts the servers of :mod:`servers` on 127.0.0.1, makes 1,000 real mod_python sessions
+(and 1,000 tickets), then runs wrk against every variant for every file size: a warm-up,
+then ``--runs`` runs, of which the median counts. Apache is pinned to the first CPU and
+wrk to the second where the machine has two. It also measures Apache's memory over
+100,000 imageguard requests and the ACL decision in-process with a million rules, prints
+the tables and the targets of the benchmark issue, and writes ``results/<stamp>.json``
+and ``results/<stamp>.png`` (and ``results/latest.*``).
+
+    .venv/bin/python bench/run.py                  # the full run (about 15 minutes)
+    .venv/bin/python bench/run.py --quick          # a smoke run: every variant, briefly
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import aclbench  # noqa: E402
+import report  # noqa: E402
+import wrk  # noqa: E402
+from servers import SECRET, SIZES, VARIANTS, Bench, Variant, running_bench  # noqa: E402
+
+from imageguard.tickets import issue_ticket  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=5, help="length of a measured run")
+    parser.add_argument("--warmup", type=int, default=2, help="length of the warm-up run")
+    parser.add_argument("--runs", type=int, default=3, help="measured runs (median counts)")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--mpm", choices=["event", "prefork"], default="event")
+    parser.add_argument("--sizes", default=",".join(SIZES), help="e.g. 8k,4m")
+    parser.add_argument("--variants", default=",".join(v.name for v in VARIANTS))
+    parser.add_argument("--rules", type=int, default=100_000, help="rules in the served store")
+    parser.add_argument("--acl-rules", type=int, default=1_000_000, help="for the microbenchmark")
+    parser.add_argument("--logins", type=int, default=1000, help="sessions and tickets rotating")
+    parser.add_argument("--rss-requests", type=int, default=100_000)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where results are written")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 1 s runs, small store, no chart"
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds, args.warmup, args.runs = 1, 1, 1
+        args.rules, args.acl_rules, args.logins, args.rss_requests = 1000, 5000, 20, 3000
+    return args
+
+
+def cpu_plan() -> tuple[str | None, str | None]:
+    """(Apache's CPUs, wrk's CPUs): separate ones when there are at least two."""
+    usable = sorted(os.sched_getaffinity(0))
+    if len(usable) < 2 or shutil.which("taskset") is None:
+        return None, None
+    half = len(usable) // 2
+    return ",".join(map(str, usable[:half])), ",".join(map(str, usable[half:]))
+
+
+def make_sessions(bench: Bench, count: int) -> list[str]:
+    """*count* live mod_python sessions made by the login application; their cookies."""
+    server = bench.servers["mp"]
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
+    cookies = []
+    try:
+        for n in range(count):
+            conn.request("GET", f"/app/login?user=u{n}")
+            response = conn.getresponse()
+            sid = response.read().decode().strip()
+            if response.status != 200 or not re.fullmatch(r"[0-9a-f]{32}", sid):
+                raise RuntimeError(f"login {n} failed: {response.status} {sid[:200]!r}")
+            cookies.append(f"pysid={sid}")
+    finally:
+        conn.close()
+    return cookies
+
+
+def preflight(bench: Bench, variant: Variant, size: str, cookie: str | None) -> None:
+    """One request: it must be a 200 with the whole file, or the run would measure errors."""
+    parts = urllib.parse.urlsplit(bench.url(variant, size))
+    conn = http.client.HTTPConnection("127.0.0.1", parts.port, timeout=20)
+    try:
+        conn.request("GET", parts.path, headers={"Cookie": cookie} if cookie else {})
+        response = conn.getresponse()
+        body = response.read()
+    finally:
+        conn.close()
+    if response.status != 200 or len(body) != bench.files[size]:
+        log = bench.servers[variant.server].error_log_text()[-2000:]
+        raise RuntimeError(
+            f"{variant.name} {size}: {response.status}, {len(body)} bytes; error log:\n{log}"
+        )
+
+
+def measure(
+    bench: Bench, variant: Variant, size: str, lua: Path, args: argparse.Namespace, cpus: str | None
+) -> dict[str, Any]:
+    url = bench.url(variant, size)
+    common = {"connections": args.connections, "cpus": cpus}
+    wrk.run(url, lua, seconds=args.warmup, **common)  # type: ignore[arg-type]
+    runs = [wrk.run(url, lua, seconds=args.seconds, **common) for _ in range(args.runs)]  # type: ignore[arg-type]
+    median = sorted(runs, key=lambda r: r.rps)[len(runs) // 2]
+    return {
+        "rps": median.rps,
+        "p50_ms": median.p50_ms,
+        "p99_ms": median.p99_ms,
+        "non_2xx": sum(r.non_2xx for r in runs),
+        "socket_errors": sum(r.socket_errors for r in runs),
+        "runs_rps": [r.rps for r in runs],
+        "bytes": bench.files[size],
+    }
+
+
+def _child_rss_mb(bench: Bench) -> float:
+    """The largest resident size among the mod_python server's children, in MB."""
+    server = bench.servers["mp"]
+    master = server.master_pid()
+    sizes = []
+    for pid in server.server_pids():
+        if pid == master:
+            continue
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        found = re.search(r"VmRSS:\s+(\d+) kB", status)
+        if found:
+            sizes.append(int(found.group(1)) / 1024)
+    return max(sizes, default=0.0)
+
+
+def rss_growth(
+    bench: Bench, lua: Path, args: argparse.Namespace, cpus: str | None
+) -> dict[str, Any]:
+    """Children's RSS after about 1,000 imageguard requests and after ``--rss-requests``."""
+    variant = next(v for v in VARIANTS if v.name == "imageguard")
+    url = bench.url(variant, "8k")
+    done = 0
+    while done < 1000:
+        done += wrk.run(url, lua, seconds=1, connections=4, cpus=cpus).requests
+    before = _child_rss_mb(bench), done
+    while done < args.rss_requests:
+        done += wrk.run(url, lua, seconds=2, connections=args.connections, cpus=cpus).requests
+    return {
+        "before_mb": round(before[0], 1),
+        "before_requests": before[1],
+        "after_mb": round(_child_rss_mb(bench), 1),
+        "after_requests": done,
+    }
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for name, command in (("apache", ["apache2", "-v"]), ("wrk", ["wrk", "-v"])):
+        try:
+            out = subprocess.run(command, capture_output=True, text=True, check=False)
+            versions[name] = (out.stdout or out.stderr).splitlines()[0].strip()
+        except (OSError, IndexError):
+            versions[name] = "unknown"
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        **versions,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sizes = {name: SIZES[name] for name in args.sizes.split(",")}
+    chosen = [v for v in VARIANTS if v.name in args.variants.split(",")]
+    apache_cpus, wrk_cpus = cpu_plan()
+    started = time.time()
+    print(f"building {len(chosen)} variants, {args.rules:,} rules, {args.logins} logins...")
+    with running_bench(args.mpm, args.rules, sizes, cpus=apache_cpus) as bench:
+        scripts = {
+            "": wrk.script(bench.workdir / "none.lua", []),
+            "session": wrk.script(bench.workdir / "sessions.lua", make_sessions(bench, args.logins)),
+            "ticket": wrk.script(
+                bench.workdir / "tickets.lua",
+                [f"auth_tkt={issue_ticket(f'u{n}', (), SECRET)}" for n in range(args.logins)],
+            ),
+        }
+        first_cookie = {
+            "": None,
+            "session": scripts["session"].read_text().split('"')[1],
+            "ticket": scripts["ticket"].read_text().split('"')[1],
+        }
+        for variant in chosen:
+            for size in sizes:
+                preflight(bench, variant, size, first_cookie[variant.login])
+        extra: dict[str, Any] = {}
+        if any(v.name == "imageguard" for v in chosen):
+            extra["rss"] = rss_growth(bench, scripts["session"], args, wrk_cpus)
+            print(f"memory: {extra['rss']}")
+        cells: report.Cells = {}
+        for variant in chosen:
+            for size in sizes:
+                cell = measure(bench, variant, size, scripts[variant.login], args, wrk_cpus)
+                cells.setdefault(variant.name, {})[size] = cell
+                print(f"  {variant.name:<16} {size:>5}: {cell['rps']:>9,.0f} req/s", flush=True)
+        actual_sizes = {name: bench.files[name] for name in sizes}
+    print(f"ACL microbenchmark with {args.acl_rules:,} rules...")
+    extra["acl"] = aclbench.measure(args.acl_rules).as_dict()
+    settings = {
+        "mpm": args.mpm,
+        "connections": args.connections,
+        "seconds": args.seconds,
+        "warmup": args.warmup,
+        "runs": args.runs,
+        "rules": args.rules,
+        "logins": args.logins,
+        "apache_cpus": apache_cpus,
+        "wrk_cpus": wrk_cpus,
+    }
+    found = report.targets(cells, extra)
+    print()
+    print(report.tables(cells, actual_sizes, settings))
+    print(report.target_table(found))
+    document = {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
+        "machine": machine(),
+        "settings": settings,
+        "sizes": actual_sizes,
+        "variants": {v.name: v.what for v in chosen},
+        "cells": cells,
+        **extra,
+        "targets": [t.__dict__ for t in found],
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(started))
+    report.write_json(args.out / f"{stamp}.json", document)
+    shutil.copyfile(args.out / f"{stamp}.json", args.out / "latest.json")
+    if not args.quick:
+        title = (
+            f"{document['machine']['cpu']} ({document['machine']['cpus']} CPUs), "
+            f"mpm_{args.mpm}, {args.connections} connections"
+        )
+        report.chart(args.out / f"{stamp}.png", cells, actual_sizes, title)
+        shutil.copyfile(args.out / f"{stamp}.png", args.out / "latest.png")
+    print(f"\nwritten: {args.out / stamp}.json" + ("" if args.quick else " and .png"))
+    print(f"took {time.time() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
