@@ -56,8 +56,9 @@ class Variant:
 VARIANTS: tuple[Variant, ...] = (
     Variant("static", "plain", "/static", "", "Apache alone, no handler"),
     Variant("floor", "mp", "/floor", "", "one trivial mod_python access handler"),
-    Variant("imageguard", "mp", "/ig", "session", "access+authen+authz, FileSession, ACL"),
-    Variant("imageguard-tkt", "mp", "/igtkt", "ticket", "the same with auth_tkt tickets"),
+    Variant("imageguard", "mp", "/ig", "session", "one phase (gatekeeper), FileSession, ACL"),
+    Variant("imageguard-3", "mp", "/ig3", "session", "three phases (access+authen+authz)"),
+    Variant("imageguard-tkt", "mp", "/igtkt", "ticket", "one phase, auth_tkt tickets"),
     Variant("naive", "mp", "/naive", "session", "Session.Session(req) + SQL per request"),
     Variant("stream", "mp", "/stream", "session", "content handler, read + req.write"),
     Variant("stream-sendfile", "mp", "/streamsf", "session", "content handler, req.sendfile"),
@@ -132,6 +133,14 @@ def _mp_body(links: Path, tree: Path, db: Path, sessions: Path, secrets: Path) -
         session_type="FileSession",
         session_directory=str(sessions),
     )
+    three_phases = SiteConfig(
+        root=str(links / "ig3"),
+        url_path="/ig3",
+        acl_db=str(db),
+        session_type="FileSession",
+        session_directory=str(sessions),
+        mode="three-phase",
+    )
     tickets = SiteConfig(
         root=str(links / "igtkt"),
         url_path="/igtkt",
@@ -161,6 +170,7 @@ Alias /floor {links / "floor"}
     PythonAccessHandler floor
 </Directory>
 {directory_block(imageguard)}
+{directory_block(three_phases)}
 {directory_block(tickets)}
 Alias /naive {links / "naive"}
 <Directory {links / "naive"}>
@@ -246,7 +256,9 @@ def running_bench(
         files = make_files(tree / "bench", sizes)
         links = workdir / "v"
         links.mkdir()
-        for name in ("static", "floor", "ig", "igtkt", "naive", "stream", "streamsf", "xsf", "tkt", "app"):
+        for name in (
+            "static", "floor", "ig", "ig3", "igtkt", "naive", "stream", "streamsf", "xsf", "tkt", "app"
+        ):
             (links / name).symlink_to(tree)
         state = workdir / "state"
         sessions = state / "sessions"

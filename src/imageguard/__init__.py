@@ -11,6 +11,9 @@ The Python API for applications::
 The mod_python handlers live in :mod:`imageguard.handlers` (imported by Apache only).
 """
 
+import importlib.util as _importlib_util
+import sys as _sys
+
 from .acl import Decision, Rule
 from .errors import ImageGuardError, RuleError, StoreError
 from .levels import Level
@@ -30,3 +33,28 @@ __all__ = [
     "StoreError",
     "__version__",
 ]
+
+
+def _publish_whole(name: str) -> None:
+    """Import submodule *name* and only then put it in ``sys.modules``.
+
+    mod_python looks a handler module up in ``sys.modules`` without waiting for its
+    import to finish, and Python puts a module there before running its code: under a
+    threaded MPM, requests arriving together at a fresh Apache child could get a
+    half-run module and fail with 500 ("contains no 'accesshandler'"). The modules
+    Apache names are therefore run to the end here, while the package is being
+    imported (which other threads wait for), and published in one step.
+    """
+    full = f"{__name__}.{name}"
+    if full in _sys.modules:
+        return
+    spec = _importlib_util.find_spec(full)
+    assert spec is not None and spec.loader is not None
+    module = _importlib_util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    _sys.modules[full] = module
+    globals()[name] = module
+
+
+_publish_whole("gatekeeper")
+_publish_whole("handlers")

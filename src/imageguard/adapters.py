@@ -218,20 +218,24 @@ def authenhandler(req: Any) -> int:
         refusal = _gate_refusal(req, state)
         if refusal is not None:
             return refusal
-        login = _login(req, state)
-        if login.identity.authenticated:
-            req.user = login.identity.user
-            return apache.OK
-        if _decision(state).granted or _shared_level(req, state, login.identity):
-            req.user = ""  # logged as "" in the access log: an anonymous viewer
-            return apache.OK
-        login_url = state.runtime.settings.login_url
-        if login_url and _wants_html(req):
-            return _login_redirect(req, login_url)
-        _log(req, apache.APLOG_INFO, f"login required: {login.reason}")
-        return apache.HTTP_UNAUTHORIZED
+        return _authenticate(req, state, _login(req, state))
     except Exception as exc:
         return _fail_closed(req, "authen", exc)
+
+
+def _authenticate(req: Any, state: _RequestState, login: Login) -> int:
+    """Set ``req.user``, or refuse a viewer who is not logged in and may see nothing."""
+    if login.identity.authenticated:
+        req.user = login.identity.user
+        return apache.OK
+    if _decision(state).granted or _shared_level(req, state, login.identity):
+        req.user = ""  # logged as "" in the access log: an anonymous viewer
+        return apache.OK
+    login_url = state.runtime.settings.login_url
+    if login_url and _wants_html(req):
+        return _login_redirect(req, login_url)
+    _log(req, apache.APLOG_INFO, f"login required: {login.reason}")
+    return apache.HTTP_UNAUTHORIZED
 
 
 def _send_instead(req: Any, path: str, finfo: Any = None) -> None:
@@ -287,22 +291,55 @@ def authzhandler(req: Any) -> int:
         refusal = _gate_refusal(req, state)
         if refusal is not None:
             return refusal
-        login = _login(req, state)
-        decision = _decision(state)
-        level = max(decision.level, _shared_level(req, state, login.identity))
-        asked = requested_variant(req.args or "")
-        choice = choose(asked, level, downgrade=state.runtime.settings.downgrade)
-        if choice.served:
-            return _allow(req, state, login, choice)
-        why = decision.reason
-        if level > decision.level:
-            why += f"; a share link grants {level.label}"
-        if level > Level.DENY:
-            why += f"; {choice.reason}"
-        return _deny(req, state, login, why)
+        return _authorize(req, state, _login(req, state))
     except Exception as exc:
         return _fail_closed(req, "authz", exc)
 
 
+def _authorize(req: Any, state: _RequestState, login: Login) -> int:
+    """Let Apache send the variant the level and the request decide, or refuse."""
+    decision = _decision(state)
+    level = max(decision.level, _shared_level(req, state, login.identity))
+    asked = requested_variant(req.args or "")
+    choice = choose(asked, level, downgrade=state.runtime.settings.downgrade)
+    if choice.served:
+        return _allow(req, state, login, choice)
+    why = decision.reason
+    if level > decision.level:
+        why += f"; a share link grants {level.label}"
+    if level > Level.DENY:
+        why += f"; {choice.reason}"
+    return _deny(req, state, login, why)
+
+
+#: What the gatekeeper sets in the request's environment for what it admits; its
+#: configuration has Apache itself (mod_authz_core, in C) refuse anything without it.
+ADMITTED = "IMAGEGUARD_ADMITTED"
+
+
+def gatekeeper(req: Any) -> int:
+    """All three phases' work in the access phase, for one Python call per request.
+
+    The same steps, in the same order, as :func:`accesshandler`, :func:`authenhandler`
+    and :func:`authzhandler`, with the same answers. What it lets through is marked with
+    :data:`ADMITTED`, and the configuration ends with ``Require env IMAGEGUARD_ADMITTED``:
+    if this handler did not run, or refused, Apache refuses the request by itself.
+    """
+    try:
+        state = _state(req)
+        refusal = _gate_refusal(req, state)
+        if refusal is not None:
+            return refusal
+        login = _login(req, state)
+        status = _authenticate(req, state, login)
+        if status == apache.OK:
+            status = _authorize(req, state, login)
+        if status == apache.OK:
+            req.subprocess_env[ADMITTED] = "1"
+        return status
+    except Exception as exc:
+        return _fail_closed(req, "gatekeeper", exc)
+
+
 # mod_python looks handlers up by phase name; keep the module's public surface explicit.
-__all__ = ["accesshandler", "authenhandler", "authzhandler"]
+__all__ = ["ADMITTED", "accesshandler", "authenhandler", "authzhandler", "gatekeeper"]

@@ -8,6 +8,7 @@ is what the tests prove.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -18,6 +19,11 @@ import imageguard
 from .errors import ConfigError
 
 HANDLER_MODULE = "imageguard.handlers"
+GATEKEEPER_MODULE = "imageguard.gatekeeper"
+#: The mod_python interpreter the handlers run in (their own, see directory_block).
+INTERPRETER = "imageguard"
+#: How the handlers are configured: all in the access phase, or one per phase.
+MODES = ("one-phase", "three-phase")
 
 
 def python_path() -> list[str]:
@@ -72,6 +78,9 @@ class SiteConfig:
     watermark: str = ""
     downgrade: bool = True
     placeholder: bool = False
+    #: "one-phase": imageguard.gatekeeper does everything in the access phase (fastest);
+    #: "three-phase": imageguard.handlers in the access, authen and authz phases.
+    mode: str = "one-phase"
 
     def option_lines(self) -> list[str]:
         """The ``PythonOption`` lines for this site (defaults left out)."""
@@ -153,13 +162,18 @@ def directory_block(
     With *portable*, the ``PythonPath`` line is a commented example instead of this
     installation's directories (for the shipped ``apache_conf/`` files).
     """
+    if site.mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {site.mode!r}")
     root = os.path.abspath(site.root)
     path_line = PORTABLE_PYTHON_PATH if portable else python_path_directive(extra_python_path)
     indent = "    "
     options = "\n".join(indent + line for line in site.option_lines())
     alias = f"Alias {site.url_path.rstrip('/') or '/'} {root}\n" if site.url_path else ""
+    one = site.mode == "one-phase"
+    handlers = _ONE_PHASE if one else _THREE_PHASES
+    said_yes = "the handler below has" if one else "the three phases below have"
     return f"""# imageguard: {site.url_path or root} is visible only to whom the ACL store allows.
-# Apache serves the files itself once the three phases below have said yes.
+# Apache serves the files itself once {said_yes} said yes.
 {alias}<Directory {root}>
     Options -Indexes -ExecCGI
     AllowOverride None
@@ -169,9 +183,16 @@ def directory_block(
     # Where this imageguard and Pillow are installed (PythonPath replaces sys.path).
     {path_line}
     # A separate interpreter keeps this PythonPath from clashing with an application's.
-    PythonInterpreter imageguard
+    PythonInterpreter {INTERPRETER}
 
-    # Phase 1, access: only image files inside the root, only GET and HEAD.
+{handlers}
+    # Logins: these must match the application's own settings.
+{options}
+</Directory>
+"""
+
+
+_THREE_PHASES = f"""    # Phase 1, access: only image files inside the root, only GET and HEAD.
     PythonAccessHandler {HANDLER_MODULE}
     # Phase 2, authentication: the user and groups from the application's session.
     PythonAuthenHandler {HANDLER_MODULE}
@@ -181,10 +202,14 @@ def directory_block(
     AuthType imageguard
     AuthName "images"
     Require valid-user
+"""
 
-    # Logins: these must match the application's own settings.
-{options}
-</Directory>
+_ONE_PHASE = f"""    # All in the access phase, one Python call per request: only image files inside
+    # the root, only GET and HEAD; the user from the application's session; the
+    # per-image ACL. What it admits it marks, and Apache itself refuses the rest,
+    # also when the handler did not run at all.
+    PythonAccessHandler {GATEKEEPER_MODULE}
+    Require env IMAGEGUARD_ADMITTED
 """
 
 
@@ -233,6 +258,9 @@ def shipped_files() -> dict[str, str]:
     """The files in ``apache_conf/``, by name (a test checks they match this output)."""
     return {
         "imageguard.conf": directory_block(EXAMPLE_SITE, portable=True),
+        "imageguard-three-phases.conf": directory_block(
+            dataclasses.replace(EXAMPLE_SITE, mode="three-phase"), portable=True
+        ),
         "imageguard-tickets.conf": directory_block(EXAMPLE_TICKET_SITE, portable=True),
         "htaccess.example": htaccess(),
     }

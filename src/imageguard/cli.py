@@ -196,6 +196,7 @@ def cmd_apache_conf(args: argparse.Namespace) -> int:
         tkt_digest=args.tkt_digest or "",
         tkt_timeout=args.tkt_timeout or "",
         tkt_bind_ip=args.tkt_bind_ip,
+        mode="three-phase" if args.three_phases else "one-phase",
         cache_dir=os.path.abspath(args.cache_dir) if args.cache_dir else "",
         thumb_size=args.thumb_size or 0,
         preview_size=args.preview_size or 0,
@@ -398,6 +399,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--placeholder", action="store_true", help="answer refused images with a padlock picture"
+    )
+    p.add_argument(
+        "--three-phases",
+        action="store_true",
+        help="one handler per phase (access, authen, authz) instead of the one-phase "
+        "gatekeeper: the same answers, a little slower, Apache's phases shown as they are",
     )
 
     p = command("ticket", cmd_ticket, "print an auth_tkt cookie value for USER")

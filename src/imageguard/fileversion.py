@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class FileVersion:
+class FileVersion(NamedTuple):
     """A file's (device, inode, size, mtime): equal versions mean the same bytes.
 
     A caller holding a ``stat`` result it made anyway gets the version for free; caches
-    keyed by it (content verdicts, renditions) never serve what an old file said.
+    keyed by it (content verdicts, renditions) never serve what an old file said. A
+    named tuple, because one is made on every request and tuples are the cheapest
+    immutable, hashable records Python has.
     """
 
     device: int

@@ -21,6 +21,7 @@ import os
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import ConfigError
 from .fileversion import FileVersion
@@ -35,12 +36,12 @@ METHOD_NOT_ALLOWED = 405
 UNSUPPORTED_MEDIA_TYPE = 415
 
 
-@dataclass(frozen=True)
-class GateVerdict:
+class GateVerdict(NamedTuple):
     """The gate's answer: ``status`` 200 lets the request go on.
 
     An allowed verdict names the file: ``relpath`` below the root, the real ``path``,
-    and the ``version`` it had when the gate looked.
+    and the ``version`` it had when the gate looked. (A named tuple: one is made on
+    every request.)
     """
 
     status: int
@@ -136,10 +137,11 @@ class Gate:
             return GateVerdict(FORBIDDEN, "the root directory itself is not an image")
         # The name asked for and the file it leads to must both pass; the asked-for name
         # is unknown below the root when the root is reached through an unexpected link.
-        for candidate in {relpath, requested or relpath}:
-            refusal = self._check_name(candidate)
-            if refusal is not None:
-                return refusal
+        refusal = self._check_name(relpath)
+        if refusal is None and requested and requested != relpath:
+            refusal = self._check_name(requested)
+        if refusal is not None:
+            return refusal
         if st is None:
             return GateVerdict(NOT_FOUND, f"{relpath}: no such file")
         if not stat.S_ISREG(st.st_mode):
@@ -195,10 +197,11 @@ class Gate:
 
     def _check_name(self, relpath: str) -> GateVerdict | None:
         """Refuse hidden segments and extensions outside the allow list."""
-        segments = relpath.split("/")
-        if any(s.startswith(".") for s in segments):
+        if relpath.startswith(".") or "/." in relpath:
             return GateVerdict(FORBIDDEN, f"hidden path segment in {relpath}")
-        ext = os.path.splitext(segments[-1])[1].lower()
+        name = relpath.rpartition("/")[2]
+        dot = name.rfind(".")
+        ext = name[dot:].lower() if dot > 0 else ""
         if ext not in self.extensions:
             return GateVerdict(FORBIDDEN, f"extension {ext or '(none)'!r} not allowed")
         return None

@@ -6,12 +6,13 @@
 
 (the access handler also works alone, from an ``.htaccess`` file).
 
-This module is deliberately tiny and defines its functions before importing anything.
+This module is deliberately tiny, imports nothing when it is loaded, and is published
+in ``sys.modules`` only once it has run to the end (see ``imageguard/__init__.py``):
 mod_python's ``import_module()`` hands out a module found in ``sys.modules`` without
-waiting for it to finish importing, so under a threaded MPM a request arriving while
-another thread imports the handlers would find them missing and fail with a 500. Here
-the names exist from the first instant, and each one's ``import`` waits, as Python's
-import system does, until the implementation in :mod:`imageguard.adapters` is complete.
+waiting for its import to finish, so under a threaded MPM requests arriving together
+at a fresh Apache child could otherwise find a half-run module and fail with a 500.
+Each function's ``import`` of :mod:`imageguard.adapters` waits, as Python's import
+system does, until the implementation is complete.
 """
 
 

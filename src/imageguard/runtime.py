@@ -20,7 +20,7 @@ from .content import EXTENSION_FORMATS, ContentChecker, ImageInfo
 from .cookies import find_cookie
 from .errors import ConfigError, ContentError, ShareLinkError, TicketError, TicketExpired
 from .fileversion import FileVersion
-from .gate import UNSUPPORTED_MEDIA_TYPE, Gate, GateVerdict
+from .gate import ALLOWED_METHODS, UNSUPPORTED_MEDIA_TYPE, Gate, GateVerdict
 from .levels import Level
 from .placeholder import PLACEHOLDER_NAME, locked_image
 from .principals import ANONYMOUS, Identity
@@ -40,7 +40,8 @@ from .sharelinks import ShareGrant
 from .store import CachedAcl
 from .tickets import TicketVerifier
 
-_IDENTITY_LIMIT = 4096
+_LOGIN_LIMIT = 4096
+_ADMITTED_LIMIT = 100_000
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,13 @@ class Login:
     user_data: str = ""
 
 
+_NO_SESSION_COOKIE = Login(ANONYMOUS, "no session cookie")
+_MALFORMED_SESSION_COOKIE = Login(ANONYMOUS, "malformed session cookie", suspicious=True)
+_NO_STORED_SESSION = Login(ANONYMOUS, "session cookie names no stored session")
+_SESSION_EXPIRED = Login(ANONYMOUS, "session expired")
+_NO_USER_IN_SESSION = Login(ANONYMOUS, "session holds no logged-in user")
+
+
 class Runtime:
     """The long-lived objects for one configuration."""
 
@@ -99,10 +107,12 @@ class Runtime:
         self._verifier = self._make_verifier((b"",))  # checks the ticket options now
         if settings.session_source == "auth_tkt" and self._secret_file is None:
             raise ConfigError("imageguard.session auth_tkt needs imageguard.tkt_secret_file")
-        # sid -> (the stored session object, the identity it names): the session reader
+        # sid -> (the stored session object, the login it gives): the session reader
         # returns the same object while the session is unchanged, so this skips
         # re-validating the user and group names on every request.
-        self._identities: dict[str, tuple[StoredSession, Identity | None]] = {}
+        self._logins: dict[str, tuple[StoredSession, Login]] = {}
+        # file name -> the allowed verdict the gate (and content check) gave it.
+        self._admitted: dict[str, GateVerdict] = {}
 
     @property
     def acl(self) -> CachedAcl:
@@ -122,14 +132,34 @@ class Runtime:
         return self._renditions
 
     def admit(self, method: str, filename: str, path_info: str) -> GateVerdict:
-        """The gate's verdict on a request, with the file's content verified when allowed."""
+        """The gate's verdict on a request, with the file's content verified when allowed.
+
+        An allowed verdict is remembered by file name. It is used again while ``stat`` of
+        that name still finds the same file at the same version (device, inode, size,
+        mtime): a name that now leads elsewhere, through a changed link or directory,
+        finds another inode, and an edited file another version; both are checked anew.
+        So a repeated request costs one ``stat``, not the gate's walk and checks.
+        """
+        if method in ALLOWED_METHODS and not path_info:
+            known = self._admitted.get(filename)
+            if known is not None:
+                try:
+                    if FileVersion.of(os.stat(filename)) == known.version:
+                        return known
+                except OSError:
+                    pass
         verdict = self.gate.check(method, filename, path_info)
-        if verdict.allowed and self.settings.verify_content:
+        if not verdict.allowed:
+            return verdict
+        if self.settings.verify_content:
             assert verdict.version is not None
             try:
                 self.content.check(verdict.path, verdict.version)
             except ContentError as exc:
                 return GateVerdict(UNSUPPORTED_MEDIA_TYPE, f"{verdict.relpath}: {exc}")
+        if len(self._admitted) >= _ADMITTED_LIMIT:
+            self._admitted.clear()
+        self._admitted[filename] = verdict
         return verdict
 
     @property
@@ -247,28 +277,28 @@ class Runtime:
         assert self.sessions is not None  # modpython logins always have a reader
         sid = find_cookie(cookie_headers, self.settings.cookie_name)
         if sid is None:
-            return Login(ANONYMOUS, "no session cookie")
+            return _NO_SESSION_COOKIE
         if not valid_sid(sid):
-            return Login(ANONYMOUS, "malformed session cookie", suspicious=True)
+            return _MALFORMED_SESSION_COOKIE
         session = self.sessions.load(sid, lock)
         if session is None:
-            return Login(ANONYMOUS, "session cookie names no stored session")
+            return _NO_STORED_SESSION
         if not session.alive(time.time() if now is None else now):
-            return Login(ANONYMOUS, "session expired")
-        identity = self._identity(sid, session)
-        if identity is None:
-            return Login(ANONYMOUS, "session holds no logged-in user")
-        return Login(identity, "session")
+            return _SESSION_EXPIRED
+        return self._session_identity(sid, session)
 
-    def _identity(self, sid: str, session: StoredSession) -> Identity | None:
-        known = self._identities.get(sid)
+    def _session_identity(self, sid: str, session: StoredSession) -> Login:
+        """The login a live *session* gives; worked out once while the session is unchanged
+        (the reader hands out the same object until the session file changes)."""
+        known = self._logins.get(sid)
         if known is not None and known[0] is session:
             return known[1]
         identity = identity_from_session(session, self.settings.session_keys)
-        if len(self._identities) >= _IDENTITY_LIMIT:
-            self._identities.clear()
-        self._identities[sid] = (session, identity)
-        return identity
+        login = _NO_USER_IN_SESSION if identity is None else Login(identity, "session")
+        if len(self._logins) >= _LOGIN_LIMIT:
+            self._logins.clear()
+        self._logins[sid] = (session, login)
+        return login
 
     def decide(self, relpath: str, identity: Identity) -> Decision:
         """What *identity* may see of *relpath* according to the ACL store."""
@@ -276,6 +306,10 @@ class Runtime:
 
 
 _RUNTIMES: dict[tuple[tuple[str, str], ...], Runtime] = {}
+#: The same runtimes by the options exactly as Apache handed them over, and the default
+#: root: one tuple and one dictionary look-up per request, no sorting or filtering.
+_BY_RAW_OPTIONS: dict[tuple[tuple[tuple[str, str], ...], str], Runtime] = {}
+_RAW_LIMIT = 1024
 _RUNTIMES_LOCK = threading.Lock()
 
 
@@ -286,18 +320,22 @@ def runtime_for(
 ) -> Runtime:
     """The runtime for these options, built on first use and kept for the process's life.
 
-    The key is the relevant options themselves, so two directories configured alike share
-    one runtime and a directory configured differently gets its own. A configuration
-    error is raised every time (and not kept), so that fixing the config takes effect.
+    Two directories configured alike share one runtime (keyed by the relevant options,
+    sorted) and a directory configured differently gets its own. A configuration error
+    is raised every time (and not kept), so that fixing the config takes effect.
     """
+    raw = (tuple(options.items()), default_root)
+    found = _BY_RAW_OPTIONS.get(raw)
+    if found is not None:
+        return found
     key = tuple(sorted((k, v) for k, v in options.items() if is_relevant(k)))
     if "imageguard.root" not in options:
         key += (("default_root", default_root),)
-    found = _RUNTIMES.get(key)
-    if found is not None:
-        return found
     with _RUNTIMES_LOCK:
         found = _RUNTIMES.get(key)
         if found is None:
             found = _RUNTIMES[key] = build(Settings.from_options(dict(key), default_root))
+        if len(_BY_RAW_OPTIONS) >= _RAW_LIMIT:
+            _BY_RAW_OPTIONS.clear()
+        _BY_RAW_OPTIONS[raw] = found
         return found

@@ -27,7 +27,6 @@ import dbm
 import os
 import pickle
 import re
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -89,28 +88,31 @@ def _decode(blob: bytes) -> StoredSession | None:
 
 
 class _StatCache:
-    """Remembers decoded sessions keyed by a validator; a small, thread-safe dict."""
+    """Remembers decoded sessions keyed by a validator.
+
+    Shared by a process's threads without a lock: a single dictionary read, write or
+    clear is atomic in CPython, and a lost race only costs a second read of the file.
+    """
 
     def __init__(self) -> None:
         self._entries: dict[str, tuple[tuple[int, ...], StoredSession]] = {}
-        self._lock = threading.Lock()
 
     def get(self, key: str, validator: tuple[int, ...]) -> StoredSession | None:
-        with self._lock:
-            entry = self._entries.get(key)
+        entry = self._entries.get(key)
         if entry is not None and entry[0] == validator:
             return entry[1]
         return None
 
     def put(self, key: str, validator: tuple[int, ...], session: StoredSession) -> None:
-        with self._lock:
-            if len(self._entries) >= _CACHE_LIMIT:
-                self._entries.clear()
-            self._entries[key] = (validator, session)
+        if len(self._entries) >= _CACHE_LIMIT:
+            self._entries.clear()
+        self._entries[key] = (validator, session)
 
 
 def _validator(st: os.stat_result) -> tuple[int, ...]:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    """What changes when a session file is rewritten (mod_python truncates and writes it,
+    or replaces it): its inode, size, modification and change times."""
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class FileSessionReader:
@@ -127,7 +129,7 @@ class FileSessionReader:
 
     def path_of(self, sid: str) -> str:
         """Where mod_python keeps the session *sid*."""
-        return os.path.join(self.sessions_dir, sid[:2], sid)
+        return f"{self.sessions_dir}/{sid[:2]}/{sid}"
 
     def load(self, sid: str, lock: LockFactory | None = None) -> StoredSession | None:
         """Return the stored session for *sid*, or ``None`` (missing, unreadable, torn).

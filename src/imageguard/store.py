@@ -496,6 +496,7 @@ class _Snapshot:
         "candidates",
         "checked_at",
         "data_version",
+        "decisions",
         "groups",
         "revoked_signatures",
         "revoked_users",
@@ -507,6 +508,7 @@ class _Snapshot:
         self.data_version = data_version
         self.checked_at = now
         self.candidates: dict[str, list[Rule]] = {}
+        self.decisions: dict[tuple[str, str | None, frozenset[str]], Decision] = {}
         self.groups: dict[str, frozenset[str]] = {}
         self.revoked_users: dict[str, int | None] = {}
         self.revoked_signatures: dict[str, bool] = {}
@@ -585,13 +587,22 @@ class CachedAcl:
         self._snapshot = None
 
     def decide(self, relpath: str, identity: Identity) -> Decision:
-        """What *identity* may see of *relpath*, using cached rules when nothing changed."""
+        """What *identity* may see of *relpath*: remembered per viewer and path until the
+        store changes, so a repeated request costs the change check and one look-up."""
         snapshot = self._current()
+        key = (relpath, identity.user, identity.groups)
+        found = snapshot.decisions.get(key)
+        if found is not None:
+            return found
         rules = self._cached(snapshot.candidates, relpath, AclStore.candidates)
         if identity.user is not None:
             groups = self._cached(snapshot.groups, identity.user, AclStore.groups_of)
             identity = identity.with_groups(groups)
-        return decide(rules, relpath, identity)
+        decision = decide(rules, relpath, identity)
+        if len(snapshot.decisions) >= self._CACHE_LIMIT:
+            snapshot.decisions.clear()
+        snapshot.decisions[key] = decision
+        return decision
 
     def user_revoked_until(self, user: str) -> int | None:
         """As :meth:`AclStore.user_revoked_until`, from memory when nothing changed."""

@@ -9,6 +9,7 @@ One server per MPM (``event`` and ``prefork``), module-scoped per test module. T
 * ``/strict``: the same tree with renditions but no downgrading, a watermark naming
   the viewer, and the placeholder padlock for refusals;
 * ``/broken``: imageguard pointed at an ACL store that does not exist;
+* ``/unguarded``: only the gatekeeper's ``Require env`` line, no handler;
 * ``/app`` and ``/dbapp``: the "application" (``apps/sessionapp.py``), which logs users
   in with ``mod_python.Session`` using FileSession and DbmSession.
 """
@@ -44,6 +45,9 @@ APPS = Path(__file__).parent / "apps"
 SECRET = "integration-secret-0123456789"
 CLI = [sys.executable, "-m", "imageguard.cli"]
 MPMS = ["event", "prefork"]
+#: (MPM, how the handlers are configured): every site test runs against each.
+SITE_PARAMS = [(mpm, mode) for mode in ("one-phase", "three-phase") for mpm in MPMS]
+SITE_IDS = [f"{mpm}-{mode}" for mpm, mode in SITE_PARAMS]
 
 # Every rule the tests rely on; the comments say which test uses it.
 RULES = """
@@ -180,8 +184,10 @@ class Site:
         return self.server.error_log_text()
 
 
-def build_site(mpm: str, **server_settings: object) -> Iterator[Site]:
-    """Build the site, start Apache with *server_settings* (ApacheConfig fields), yield."""
+def build_site(mpm: str, mode: str = "one-phase", **server_settings: object) -> Iterator[Site]:
+    """Build the site with imageguard configured in *mode* ("one-phase": the gatekeeper,
+    "three-phase": the three handlers), start Apache with *server_settings*
+    (ApacheConfig fields), yield it."""
     workdir = make_workdir(f"imageguard-it-{mpm}-")
     root = workdir / "images"
     root.mkdir()
@@ -213,6 +219,7 @@ def build_site(mpm: str, **server_settings: object) -> Iterator[Site]:
     secrets.chmod(0o640)
 
     images = SiteConfig(
+        mode=mode,
         root=str(root),
         url_path="/images",
         acl_db=str(db),
@@ -223,7 +230,9 @@ def build_site(mpm: str, **server_settings: object) -> Iterator[Site]:
         cache_dir=str(cache),
     )
     (workdir / "strict").symlink_to(root)
+    (workdir / "unguarded").symlink_to(root)
     strict = SiteConfig(
+        mode=mode,
         root=str(workdir / "strict"),
         url_path="/strict",
         acl_db=str(db),
@@ -242,6 +251,7 @@ def build_site(mpm: str, **server_settings: object) -> Iterator[Site]:
     (workdir / "tktbound").symlink_to(root)
     dbm_file = state / "dbm-sessions"
     dbimages = SiteConfig(
+        mode=mode,
         root=str(workdir / "dbimages"),
         url_path="/dbimages",
         acl_db=str(db),
@@ -251,6 +261,7 @@ def build_site(mpm: str, **server_settings: object) -> Iterator[Site]:
         max_age=60,
     )
     tickets = SiteConfig(
+        mode=mode,
         root=str(workdir / "tktimages"),
         url_path="/tktimages",
         acl_db=str(db),
@@ -260,6 +271,7 @@ def build_site(mpm: str, **server_settings: object) -> Iterator[Site]:
         cache_dir=str(cache),
     )
     bound = SiteConfig(
+        mode=mode,
         root=str(workdir / "tktbound"),
         url_path="/tktbound",
         acl_db=str(db),
@@ -270,7 +282,10 @@ def build_site(mpm: str, **server_settings: object) -> Iterator[Site]:
         tkt_bind_ip=True,
     )
     broken = SiteConfig(
-        root=str(workdir / "broken"), url_path="/broken", acl_db=str(state / "missing.db")
+        mode=mode,
+        root=str(workdir / "broken"),
+        url_path="/broken",
+        acl_db=str(state / "missing.db"),
     )
     ipv6_port = free_port()
     file_app = app_block(
@@ -296,6 +311,11 @@ DocumentRoot {docroot}
 {directory_block(strict)}
 {directory_block(tickets)}
 {directory_block(bound)}
+# The gatekeeper's safety net alone: if its handler is missing, Apache refuses.
+Alias /unguarded {workdir / "unguarded"}
+<Directory {workdir / "unguarded"}>
+    Require env IMAGEGUARD_ADMITTED
+</Directory>
 Listen [::1]:{ipv6_port}
 Alias /ht {ht}
 <Directory {ht}>
@@ -316,6 +336,6 @@ Alias /ht {ht}
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-@pytest.fixture(scope="module", params=MPMS)
+@pytest.fixture(scope="module", params=SITE_PARAMS, ids=SITE_IDS)
 def site(request: pytest.FixtureRequest) -> Iterator[Site]:
-    yield from build_site(request.param)
+    yield from build_site(*request.param)

@@ -14,14 +14,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from .conftest import MPMS, Site, build_site
+from .conftest import SITE_IDS, SITE_PARAMS, Site, build_site
 
 pytestmark = pytest.mark.apache
 
 
-@pytest.fixture(scope="module", params=MPMS)
+@pytest.fixture(scope="module", params=SITE_PARAMS, ids=SITE_IDS)
 def fresh_site(request: pytest.FixtureRequest) -> Iterator[Site]:
-    yield from build_site(request.param)
+    yield from build_site(*request.param)
 
 
 def test_simultaneous_first_requests_all_succeed(fresh_site: Site) -> None:

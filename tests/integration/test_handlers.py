@@ -304,3 +304,11 @@ def test_image_requests_never_create_write_or_touch_sessions(site: Site) -> None
     assert (after.st_mtime_ns, after.st_size) == (before.st_mtime_ns, before.st_size)
     assert session_file.read_bytes() == content
     assert sum(1 for p in (site.sessions / "mp_sess").rglob("*") if p.is_file()) == count
+
+
+def test_without_the_gatekeeper_apache_refuses(site: Site) -> None:
+    # The one-phase configuration's last line, alone: nothing is served, whatever the
+    # client sends (request headers never become environment variables).
+    for headers in ({}, {"IMAGEGUARD_ADMITTED": "1", "Imageguard-Admitted": "1"}):
+        got, _, body = site.request("/unguarded/gallery/public.jpg", headers=headers)
+        assert got == 403 and not body.startswith(b"\xff\xd8")

@@ -19,8 +19,15 @@ def test_shipped_files_match_generator() -> None:
         assert on_disk == text, f"apache_conf/{name} is stale: run make apache-conf"
 
 
-def test_shipped_conf_has_every_phase_and_the_require_line() -> None:
+def test_shipped_conf_has_the_gatekeeper_and_apaches_own_check() -> None:
     text = (SHIPPED / "imageguard.conf").read_text()
+    assert "PythonAccessHandler imageguard.gatekeeper" in text
+    assert "Require env IMAGEGUARD_ADMITTED" in text
+    assert "PythonAuthzHandler" not in text and "Require valid-user" not in text
+
+
+def test_shipped_three_phase_conf_has_every_phase_and_the_require_line() -> None:
+    text = (SHIPPED / "imageguard-three-phases.conf").read_text()
     for directive in (
         "PythonAccessHandler imageguard.handlers",
         "PythonAuthenHandler imageguard.handlers",

@@ -156,8 +156,13 @@ def test_apache_conf(db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "PythonOption imageguard.deny_status 404" in out
     package_dir = str(Path(imageguard.__file__).resolve().parents[1])
     assert f"PythonPath \"['{package_dir}'" in out
+    assert "PythonAccessHandler imageguard.gatekeeper" in out
+    assert "Require env IMAGEGUARD_ADMITTED" in out
+    code, out, _ = run(capsys, "--db", db, "apache-conf", "--root", str(tmp_path), "--three-phases")
+    assert code == 0
     for handler in ("Access", "Authen", "Authz"):
         assert f"Python{handler}Handler imageguard.handlers" in out
+    assert "Require valid-user" in out
     code, out, _ = run(capsys, "apache-conf", "--root", str(tmp_path), "--htaccess")
     assert code == 0 and out.startswith("# imageguard access gate")
 

@@ -265,3 +265,35 @@ def test_placeholder_with_404_is_a_config_error(
     req = FakeRequest(root, "a.jpg", hiding)
     assert handlers.accesshandler(req) == 500
     assert "placeholder on needs imageguard.deny_status 403" in req.logged[0][0]
+
+
+def test_gatekeeper_does_all_three_phases(
+    handlers: types.ModuleType, site: tuple[Path, dict[str, str]]
+) -> None:
+    gatekeeper = importlib.import_module("imageguard.gatekeeper")
+    root, options = site
+    req = FakeRequest(root, "open.jpg", options)
+    assert gatekeeper.accesshandler(req) == 0
+    assert req.user == "" and req.subprocess_env["IMAGEGUARD_ADMITTED"] == "1"
+    assert req.headers_out["Cache-Control"] == "private, max-age=0"
+    req = FakeRequest(root, "a.jpg", options)  # no rule for anyone, nobody logged in
+    assert gatekeeper.accesshandler(req) == 401 and "IMAGEGUARD_ADMITTED" not in req.subprocess_env
+    req = FakeRequest(root, "a.jpg", options, method="POST")
+    assert gatekeeper.accesshandler(req) == 405 and "IMAGEGUARD_ADMITTED" not in req.subprocess_env
+    req = FakeRequest(root, "small.jpg", options)  # thumb for anyone: the rendition
+    assert gatekeeper.accesshandler(req) == 0
+    assert req.filename.startswith(options["imageguard.cache_dir"])
+    req = FakeRequest(root, "a.jpg", {**options, "imageguard.placeholder": "on"})
+    assert gatekeeper.accesshandler(req) == 401  # anonymous: asked to log in, no padlock
+    assert req.filename.endswith("a.jpg")
+
+
+def test_gatekeeper_fails_closed(
+    handlers: types.ModuleType, site: tuple[Path, dict[str, str]]
+) -> None:
+    gatekeeper = importlib.import_module("imageguard.gatekeeper")
+    root, options = site
+    req = FakeRequest(root, "open.jpg", {**options, "imageguard.acl_db": "/nonexistent.db"})
+    assert gatekeeper.accesshandler(req) == 500
+    assert "IMAGEGUARD_ADMITTED" not in req.subprocess_env
+    assert any("gatekeeper: ACL store" in message for message, _ in req.logged)

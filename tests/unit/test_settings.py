@@ -195,3 +195,26 @@ def test_ticket_runtime_needs_a_secret_file_and_a_timeout(tmp_path: Path) -> Non
         "imageguard.tkt_allow_no_timeout": "on",
     }
     assert runtime_for(allowed, "").settings.tkt_timeout == 0
+
+
+def test_admitted_files_are_checked_again_when_they_change(tmp_path: Path) -> None:
+    from PIL import Image
+
+    root = tmp_path / "images"
+    (root / "a").mkdir(parents=True)
+    photo = root / "a" / "x.jpg"
+    Image.new("RGB", (8, 8)).save(photo)
+    runtime = runtime_for({"imageguard.root": str(root)}, "")
+    first = runtime.admit("GET", str(photo), "")
+    assert first.allowed and runtime.admit("GET", str(photo), "") is first  # remembered
+    photo.write_text("<html>now a page</html>")  # edited: another version
+    assert runtime.admit("GET", str(photo), "").status == 415
+    Image.new("RGB", (8, 8)).save(photo)
+    assert runtime.admit("GET", str(photo), "").allowed
+    # The folder replaced by a link leading out of the root: another file, refused.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    Image.new("RGB", (9, 9)).save(outside / "x.jpg")
+    (root / "a").rename(tmp_path / "old-a")
+    (root / "a").symlink_to(outside)
+    assert runtime.admit("GET", str(photo), "").status == 403
