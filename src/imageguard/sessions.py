@@ -68,9 +68,16 @@ class SessionReader(Protocol):
         """
 
 
+_HEX_DIGITS = "0123456789abcdef"
+
+
 def valid_sid(sid: str | None) -> bool:
-    """True when *sid* has mod_python's sid form (32 lower-case hex digits)."""
-    return sid is not None and SID_PATTERN.match(sid) is not None
+    """True when *sid* has mod_python's sid form (32 lower-case hex digits).
+
+    (Stripping the hex digits and finding nothing left is several times faster than
+    :data:`SID_PATTERN`, and this runs for every image request.)
+    """
+    return sid is not None and len(sid) == 32 and not sid.strip(_HEX_DIGITS)
 
 
 def _decode(blob: bytes) -> StoredSession | None:
