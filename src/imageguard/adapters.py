@@ -142,10 +142,12 @@ def _dbm_lock(server: Any) -> Iterator[None]:
 
 def _login(req: Any, state: _RequestState) -> Login:
     if state.login is None:
-        server = req.server
-        login = state.runtime.login(
-            _cookie_headers(req), lambda: _dbm_lock(server), client_ip=req.useragent_ip or ""
-        )
+        runtime = state.runtime
+        lock = None
+        if runtime.needs_dbm_lock:
+            server = req.server
+            lock = lambda: _dbm_lock(server)  # noqa: E731 - made only for DbmSession
+        login = runtime.login(_cookie_headers(req), lock, client_ip=req.useragent_ip or "")
         if login.suspicious:
             _log(req, apache.APLOG_ERR, f"ignored login cookie: {login.reason}")
         if login.user_data:
@@ -262,7 +264,7 @@ def _allow(req: Any, state: _RequestState, login: Login, choice: VariantChoice) 
             runtime.make_rendition(planned)
             finfo = None
         _send_instead(req, planned.path, finfo)
-    req.headers_out["Cache-Control"] = f"private, max-age={runtime.settings.max_age}"
+    req.headers_out["Cache-Control"] = runtime.cache_control
     req.headers_out.add("Vary", "Cookie")
     req.headers_out["X-Content-Type-Options"] = "nosniff"
     return apache.OK

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from math import inf
 
 from . import sharelinks
 from .acl import Decision
@@ -38,9 +39,10 @@ from .sessions import (
 from .settings import Settings, is_relevant
 from .sharelinks import ShareGrant
 from .store import CachedAcl
-from .tickets import TicketVerifier
+from .tickets import TicketVerifier, VerifiedTicket
 
 _LOGIN_LIMIT = 4096
+_TICKET_LIMIT = 10_000
 _ADMITTED_LIMIT = 100_000
 
 
@@ -74,6 +76,7 @@ class Login:
 
 
 _NO_SESSION_COOKIE = Login(ANONYMOUS, "no session cookie")
+_NO_TICKET_COOKIE = Login(ANONYMOUS, "no ticket cookie")
 _MALFORMED_SESSION_COOKIE = Login(ANONYMOUS, "malformed session cookie", suspicious=True)
 _NO_STORED_SESSION = Login(ANONYMOUS, "session cookie names no stored session")
 _SESSION_EXPIRED = Login(ANONYMOUS, "session expired")
@@ -92,6 +95,12 @@ class Runtime:
                 settings.session_type, settings.session_directory, settings.dbm_filename
             )
         self._acl = CachedAcl(settings.acl_db) if settings.acl_db else None
+        #: The Cache-Control of what is served (worked out once, sent every time).
+        self.cache_control = f"private, max-age={settings.max_age}"
+        #: Reading a DbmSession takes mod_python's dbm mutex; no other login does.
+        self.needs_dbm_lock = (
+            settings.session_source == "modpython" and settings.session_type == "DbmSession"
+        )
         self.content = ContentChecker(
             (ext for ext in settings.extensions if ext in EXTENSION_FORMATS),
             settings.max_pixels,
@@ -111,6 +120,12 @@ class Runtime:
         # returns the same object while the session is unchanged, so this skips
         # re-validating the user and group names on every request.
         self._logins: dict[str, tuple[StoredSession, Login]] = {}
+        # (cookie value, bound address) -> (the secrets it was verified with, the moment
+        # it expires, the ticket, its login): a ticket's digests are computed once, not
+        # at every request; revocations are still looked up every time.
+        self._tickets: dict[
+            tuple[str, str], tuple[tuple[bytes, ...], float, VerifiedTicket, Login]
+        ] = {}
         # file name -> the allowed verdict the gate (and content check) gave it.
         self._admitted: dict[str, GateVerdict] = {}
 
@@ -242,24 +257,39 @@ class Runtime:
     ) -> Login:
         value = find_cookie(cookie_headers, self.settings.tkt_cookie)
         if not value:
-            return Login(ANONYMOUS, "no ticket cookie")
+            return _NO_TICKET_COOKIE
+        current = time.time() if now is None else now
         secrets = self.secrets()
-        if self._verifier.secrets is not secrets:
-            self._verifier = self._make_verifier(secrets)
-        try:
-            ticket = self._verifier.verify(value, client_ip, now)
-        except TicketExpired as exc:
-            return Login(ANONYMOUS, str(exc))
-        except TicketError as exc:
-            return Login(ANONYMOUS, str(exc), suspicious=True)
-        if self.acl.signature_revoked(ticket.digest):
-            return Login(ANONYMOUS, f"ticket of {ticket.user} was revoked", suspicious=True)
-        until = self.acl.user_revoked_until(ticket.user)
-        if until is not None and ticket.timestamp <= until:
-            return Login(
-                ANONYMOUS, f"tickets of {ticket.user} issued until {until} were revoked", True
+        key = (value, client_ip if self.settings.tkt_bind_ip else "")
+        known = self._tickets.get(key)
+        if known is not None and known[0] is secrets and current <= known[1]:
+            ticket, login = known[2], known[3]
+        else:
+            if self._verifier.secrets is not secrets:
+                self._verifier = self._make_verifier(secrets)
+            try:
+                ticket = self._verifier.verify(value, client_ip, current)
+            except TicketExpired as exc:
+                return Login(ANONYMOUS, str(exc))
+            except TicketError as exc:
+                return Login(ANONYMOUS, str(exc), suspicious=True)
+            login = Login(
+                Identity(ticket.user, ticket.groups), "ticket", user_data=ticket.user_data
             )
-        return Login(Identity(ticket.user, ticket.groups), "ticket", user_data=ticket.user_data)
+            expires = ticket.timestamp + self._verifier.timeout if self._verifier.timeout else inf
+            if len(self._tickets) >= _TICKET_LIMIT:
+                self._tickets.clear()
+            self._tickets[key] = (secrets, expires, ticket, login)
+        signature_revoked, revoked_until = self.acl.revocations_of(ticket.digest, ticket.user)
+        if signature_revoked:
+            return Login(ANONYMOUS, f"ticket of {ticket.user} was revoked", suspicious=True)
+        if revoked_until is not None and ticket.timestamp <= revoked_until:
+            return Login(
+                ANONYMOUS,
+                f"tickets of {ticket.user} issued until {revoked_until} were revoked",
+                suspicious=True,
+            )
+        return login
 
     def share(self, relpath: str, query: str, now: float | None = None) -> ShareGrant:
         """The grant of the share link in *query* for *relpath*; ShareLinkError if invalid."""

@@ -604,6 +604,14 @@ class CachedAcl:
         snapshot.decisions[key] = decision
         return decision
 
+    def revocations_of(self, signature: str, user: str) -> tuple[bool, int | None]:
+        """(:meth:`signature_revoked`, :meth:`user_revoked_until`) with one change check."""
+        snapshot = self._current()
+        return (
+            self._cached(snapshot.revoked_signatures, signature, AclStore.signature_revoked),
+            self._cached(snapshot.revoked_users, user, AclStore.user_revoked_until),
+        )
+
     def user_revoked_until(self, user: str) -> int | None:
         """As :meth:`AclStore.user_revoked_until`, from memory when nothing changed."""
         snapshot = self._current()

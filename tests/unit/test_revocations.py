@@ -94,3 +94,49 @@ def test_version_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
         store.revoke_user("bob", until=1)
     check = sqlite3.connect(path)
     assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+
+
+def test_ticket_logins_are_verified_once_and_still_revocable(
+    db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imageguard.runtime import runtime_for
+    from imageguard.tickets import TicketVerifier
+
+    secrets = tmp_path / "secrets"
+    secrets.write_text("runtime-secret-0123456789\n")
+    secrets.chmod(0o600)
+    runtime = runtime_for(
+        {
+            "imageguard.root": str(tmp_path),
+            "imageguard.acl_db": str(db),
+            "imageguard.session": "auth_tkt",
+            "imageguard.tkt_secret_file": str(secrets),
+            "imageguard.tkt_timeout": "10m",
+        },
+        "",
+    )
+    verified = []
+    real = TicketVerifier.verify
+
+    def counting(self: TicketVerifier, *args: object, **kw: object) -> object:
+        verified.append(1)
+        return real(self, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(TicketVerifier, "verify", counting)
+    now = 1_800_000_000
+    cookie = [
+        f"auth_tkt={issue_ticket('bob', ['staff'], 'runtime-secret-0123456789', timestamp=now)}"
+    ]
+    for _ in range(3):
+        login = runtime.login(cookie, now=now + 60)
+        assert login.identity.user == "bob" and login.identity.groups == {"staff"}
+    assert len(verified) == 1  # the digests are computed once
+    with AclStore(db) as store:
+        store.revoke_user("bob", until=now)
+    assert runtime.login(cookie, now=now + 61).identity.user is None  # seen at once
+    assert len(verified) == 1
+    expired = runtime.login(cookie, now=now + 601)  # past the timeout: verified again
+    assert expired.identity.user is None and "expired" in expired.reason
+    assert len(verified) == 2
+    secrets.write_text("another-secret-0123456789\n")  # rotated out: verified again, refused
+    assert runtime.login(cookie, now=now + 70).identity.user is None
