@@ -6,11 +6,12 @@
 SYSTEM_PYTHON := /usr/bin/python3
 VENV          := .venv
 VPY           := $(VENV)/bin/python
-APT_PACKAGES  := apache2 libapache2-mod-python libapache2-mod-auth-tkt python3-venv
+APT_PACKAGES  := apache2 libapache2-mod-python libapache2-mod-auth-tkt python3-venv \
+                 wrk libapache2-mod-wsgi-py3 libapache2-mod-xsendfile
 STAMP         := $(VENV)/.installed
 PORT          ?= 8080
 
-.PHONY: all deps apt test unit integration lint demo clean apache-conf
+.PHONY: all deps apt test unit integration lint demo clean apache-conf bench
 
 all: test
 
@@ -33,7 +34,7 @@ $(STAMP): pyproject.toml setup.py | apt
 deps: apt $(STAMP)
 
 lint: deps
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 
 unit: deps
@@ -43,12 +44,18 @@ integration: deps
 	$(VPY) -m pytest -q tests/integration
 
 test: deps
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 	$(VPY) -m pytest -q
 
 demo: deps
 	PORT=$(PORT) $(VPY) -m imageguard.demo
+
+# The benchmark of docs/performance.md (about 15 minutes; not part of make test, which
+# runs a quick smoke run of it). BENCH_ARGS="--mpm prefork" etc. are passed on.
+bench: deps
+	$(VPY) -m pip install -q --disable-pip-version-check 'matplotlib>=3.6'
+	$(VPY) bench/run.py $(BENCH_ARGS)
 
 # Rewrite the example files in apache_conf/ from the generator (a unit test compares them).
 apache-conf: deps

@@ -20,7 +20,6 @@ import os
 import platform
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -30,12 +29,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import aclbench  # noqa: E402
-import report  # noqa: E402
-import wrk  # noqa: E402
-from servers import SECRET, SIZES, VARIANTS, Bench, Variant, running_bench  # noqa: E402
+import aclbench
+import report
+import wrk
+from servers import SECRET, SIZES, VARIANTS, Bench, Variant, running_bench
 
-from imageguard.tickets import issue_ticket  # noqa: E402
+from imageguard.tickets import issue_ticket
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -200,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     with running_bench(args.mpm, args.rules, sizes, cpus=apache_cpus) as bench:
         scripts = {
             "": wrk.script(bench.workdir / "none.lua", []),
-            "session": wrk.script(bench.workdir / "sessions.lua", make_sessions(bench, args.logins)),
+            "session": wrk.script(
+                bench.workdir / "sessions.lua", make_sessions(bench, args.logins)
+            ),
             "ticket": wrk.script(
                 bench.workdir / "tickets.lua",
                 [f"auth_tkt={issue_ticket(f'u{n}', (), SECRET)}" for n in range(args.logins)],

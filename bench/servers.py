@@ -38,6 +38,20 @@ APPS = Path(__file__).resolve().parent / "apps"
 SECRET = "benchmark-ticket-secret-0123456789"
 LOGIN_URL = "http://login.invalid/login"
 
+#: One symbolic link to the tree per <Directory> (options of blocks naming one directory merge).
+LINKS = (
+    "static",
+    "floor",
+    "ig",
+    "ig3",
+    "igtkt",
+    "naive",
+    "stream",
+    "streamsf",
+    "xsf",
+    "tkt",
+    "app",
+)
 #: size name -> bytes aimed at
 SIZES = {"8k": 8 * 1024, "200k": 200 * 1024, "4m": 4 * 1024 * 1024}
 
@@ -92,9 +106,7 @@ def make_store(db: Path, rules: int) -> None:
         "rule bench/img-4m.jpg group:archive deny",
         "rule 'bench/*.jpg' group:editors full",
     ]
-    lines += [
-        f"rule albums/a{i // 100}/p{i}.jpg user:u{i % 1000} full" for i in range(rules - 3)
-    ]
+    lines += [f"rule albums/a{i // 100}/p{i}.jpg user:u{i % 1000} full" for i in range(rules - 3)]
     lines += [f"member group{i % 50} u{i}" for i in range(1000)]
     with AclStore.create(db) as store:
         store.import_text("\n".join(lines) + "\n", replace=True)
@@ -122,9 +134,7 @@ def _mp_body(links: Path, tree: Path, db: Path, sessions: Path, secrets: Path) -
         "PythonOption mod_python.session.session_type FileSession\n"
         f"    PythonOption mod_python.file_session.database_directory {sessions}"
     )
-    imageguard_options = (
-        f"PythonOption imageguard.acl_db {db}\n    {session_options}"
-    )
+    imageguard_options = f"PythonOption imageguard.acl_db {db}\n    {session_options}"
     apps_path = python_path_directive([str(APPS)])
     imageguard = SiteConfig(
         root=str(links / "ig"),
@@ -257,7 +267,17 @@ def running_bench(
         links = workdir / "v"
         links.mkdir()
         for name in (
-            "static", "floor", "ig", "ig3", "igtkt", "naive", "stream", "streamsf", "xsf", "tkt", "app"
+            "static",
+            "floor",
+            "ig",
+            "ig3",
+            "igtkt",
+            "naive",
+            "stream",
+            "streamsf",
+            "xsf",
+            "tkt",
+            "app",
         ):
             (links / name).symlink_to(tree)
         state = workdir / "state"

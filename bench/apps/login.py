@@ -4,11 +4,12 @@
 """
 
 import urllib.parse
+from typing import Any
 
 from mod_python import Session, apache
 
 
-def handler(req):
+def handler(req: Any) -> int:
     args = dict(urllib.parse.parse_qsl(req.args or ""))
     session = Session.Session(req)
     session["user"] = args["user"]

@@ -9,11 +9,12 @@ a rule on the file, or on its folder, for the user or for everyone logged in.
 
 import os
 import sqlite3
+from typing import Any
 
 from mod_python import Session, apache
 
 
-def authenhandler(req):
+def authenhandler(req: Any) -> int:
     session = Session.Session(req)
     user = session.get("user")
     if not user:
@@ -22,7 +23,7 @@ def authenhandler(req):
     return apache.OK
 
 
-def authzhandler(req):
+def authzhandler(req: Any) -> int:
     options = req.get_options()
     relpath = os.path.relpath(req.filename, options["bench.root"])
     folder = os.path.dirname(relpath)

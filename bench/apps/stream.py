@@ -6,15 +6,20 @@ The checks are imageguard's own (the same gate, session reader and cached ACL), 
 only difference from imageguard is who sends the file.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 from mod_python import apache
 
+from imageguard.gate import GateVerdict
 from imageguard.levels import Level
 from imageguard.runtime import runtime_for
 
 CHUNK = 64 * 1024
 
 
-def _checked(req):
+def _checked(req: Any) -> GateVerdict | int:
     """The file to send, or the refusal status."""
     runtime = runtime_for(req.get_options(), "")
     verdict = runtime.admit(req.method, req.filename or "", req.path_info or "")
@@ -29,7 +34,7 @@ def _checked(req):
     return verdict
 
 
-def handler(req):
+def handler(req: Any) -> int:
     """Read the file and write it out in chunks."""
     checked = _checked(req)
     if isinstance(checked, int):
@@ -45,7 +50,7 @@ def handler(req):
     return apache.OK
 
 
-def sendfile_handler(req):
+def sendfile_handler(req: Any) -> int:
     """Let mod_python's req.sendfile send it (Apache's sendfile underneath)."""
     checked = _checked(req)
     if isinstance(checked, int):

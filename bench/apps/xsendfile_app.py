@@ -5,7 +5,11 @@ Its checks are imageguard's pure core (the same gate, session reader and cached 
 configured from ``SetEnv`` values, so the only difference is the serving path.
 """
 
+from __future__ import annotations
+
 import os
+from collections.abc import Callable
+from typing import Any
 
 from imageguard.levels import Level
 from imageguard.runtime import runtime_for
@@ -18,7 +22,7 @@ _OPTIONS = (
 )
 
 
-def application(environ, start_response):
+def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
     runtime = runtime_for({name: environ[name] for name in _OPTIONS}, "")
     filename = os.path.join(runtime.gate.root, environ["PATH_INFO"].lstrip("/"))
     verdict = runtime.admit(environ["REQUEST_METHOD"], filename, "")

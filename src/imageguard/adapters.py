@@ -49,11 +49,21 @@ class _RequestState:
     are each worked out once, whichever phases are configured.
     """
 
-    __slots__ = ("decision", "filename", "login", "runtime", "share", "share_checked", "verdict")
+    __slots__ = (
+        "decision",
+        "filename",
+        "login",
+        "query",
+        "runtime",
+        "share",
+        "share_checked",
+        "verdict",
+    )
 
-    def __init__(self, filename: str, runtime: Runtime) -> None:
+    def __init__(self, filename: str, runtime: Runtime, query: str) -> None:
         self.filename = filename
         self.runtime = runtime
+        self.query = query
         self.verdict: GateVerdict | None = None
         self.login: Login | None = None
         self.decision: Decision | None = None
@@ -61,12 +71,16 @@ class _RequestState:
         self.share_checked = False
 
 
+def _new_state(req: Any) -> _RequestState:
+    runtime = runtime_for(req.get_options(), (req.hlist.directory or "").rstrip("/"))
+    return _RequestState(req.filename, runtime, req.args or "")
+
+
 def _state(req: Any) -> _RequestState:
     """This request's state; made anew if the file name changed since it was stored."""
     state = getattr(req, _STATE_ATTR, None)
     if state is None or state.filename != req.filename:
-        runtime = runtime_for(req.get_options(), (req.hlist.directory or "").rstrip("/"))
-        state = _RequestState(req.filename, runtime)
+        state = _new_state(req)
         setattr(req, _STATE_ATTR, state)
     return state
 
@@ -162,7 +176,7 @@ def _share(req: Any, state: _RequestState) -> ShareGrant | None:
     """The request's valid share link, if it carries one (a bad one is logged, not used)."""
     if not state.share_checked:
         state.share_checked = True
-        query = req.args or ""
+        query = state.query
         if carries_link(query):
             assert state.verdict is not None
             try:
@@ -302,7 +316,7 @@ def _authorize(req: Any, state: _RequestState, login: Login) -> int:
     """Let Apache send the variant the level and the request decide, or refuse."""
     decision = _decision(state)
     level = max(decision.level, _shared_level(req, state, login.identity))
-    asked = requested_variant(req.args or "")
+    asked = requested_variant(state.query)
     choice = choose(asked, level, downgrade=state.runtime.settings.downgrade)
     if choice.served:
         return _allow(req, state, login, choice)
@@ -328,7 +342,7 @@ def gatekeeper(req: Any) -> int:
     if this handler did not run, or refused, Apache refuses the request by itself.
     """
     try:
-        state = _state(req)
+        state = _new_state(req)  # one phase: nothing to hand on to a later one
         refusal = _gate_refusal(req, state)
         if refusal is not None:
             return refusal
