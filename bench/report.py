@@ -177,7 +177,7 @@ def target_table(found: list[Target]) -> str:
 
 
 def write_json(path: Path, document: dict[str, Any]) -> None:
-    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    path.write_text(json.dumps(document, indent=2) + "\n")
 
 
 def chart(path: Path, cells: Cells, sizes: dict[str, int], title: str) -> None:
@@ -217,6 +217,15 @@ def chart(path: Path, cells: Cells, sizes: dict[str, int], title: str) -> None:
                     textcoords="offset points",
                 )
     axes.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
+    highest = max(
+        (
+            v
+            for variant in variants
+            for v in (ratio(cells, variant, "static", n) for n in names)
+            if not math.isnan(v)
+        ),
+        default=1.0,
+    )
     axes.set_xticks(range(len(names)))
     axes.set_xticklabels(
         [
@@ -227,9 +236,36 @@ def chart(path: Path, cells: Cells, sizes: dict[str, int], title: str) -> None:
         ]
     )
     axes.set_ylabel("requests/s relative to static Apache")
-    axes.set_ylim(0, 1.25)
+    axes.set_ylim(0, max(1.25, highest * 1.12))
     axes.set_title(title, fontsize=10)
-    axes.legend(fontsize=8, ncol=3, loc="upper right")
+    axes.legend(fontsize=8, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.16))
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
+
+
+def main(argv: list[str]) -> int:
+    """Draw the chart of a saved result again: ``report.py results/<stamp>.json``."""
+    for name in argv:
+        path = Path(name)
+        document = json.loads(path.read_text())
+        machine = document["machine"]
+        settings = document["settings"]
+        title = (
+            f"{machine['cpu']} ({machine['cpus']} CPUs), mpm_{settings['mpm']}, "
+            f"{settings['connections']} connections"
+        )
+        from servers import VARIANTS  # the benchmark's own order, whatever the file's
+
+        cells = document["cells"]
+        ordered = {v.name: cells[v.name] for v in VARIANTS if v.name in cells}
+        sizes = dict(sorted(document["sizes"].items(), key=lambda item: item[1]))
+        chart(path.with_suffix(".png"), ordered, sizes, title)
+        print(f"drew {path.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

@@ -65,7 +65,14 @@ class VariantChoice:
 
 
 def choose(asked: Level, level: Level, *, downgrade: bool = True) -> VariantChoice:
-    """The variant served to a viewer with *level* who asked for *asked* (module doc)."""
+    """The variant served to a viewer with *level* who asked for *asked* (module doc).
+
+    There are only 32 questions, so the answers are worked out once (:data:`_CHOICES`).
+    """
+    return _CHOICES[(asked, level, downgrade)]
+
+
+def _choose(asked: Level, level: Level, downgrade: bool) -> VariantChoice:
     if level is Level.DENY:
         return VariantChoice(None, "level deny")
     if level >= asked:
@@ -75,3 +82,11 @@ def choose(asked: Level, level: Level, *, downgrade: bool = True) -> VariantChoi
     return VariantChoice(
         None, f"asked for {asked.label} but level is {level.label} (imageguard.downgrade off)"
     )
+
+
+_CHOICES = {
+    (asked, level, downgrade): _choose(asked, level, downgrade)
+    for asked in Level
+    for level in Level
+    for downgrade in (True, False)
+}
