@@ -43,6 +43,7 @@ from .tickets import TicketVerifier, VerifiedTicket
 
 _LOGIN_LIMIT = 4096
 _TICKET_LIMIT = 10_000
+_SPEC_LIMIT = 4096
 _ADMITTED_LIMIT = 100_000
 
 
@@ -95,6 +96,8 @@ class Runtime:
                 settings.session_type, settings.session_directory, settings.dbm_filename
             )
         self._acl = CachedAcl(settings.acl_db) if settings.acl_db else None
+        self._thumb_spec = RenditionSpec(Level.THUMB, settings.thumb_size)
+        self._preview_specs: dict[str, RenditionSpec] = {}
         #: The Cache-Control of what is served (worked out once, sent every time).
         self.cache_control = f"private, max-age={settings.max_age}"
         #: Reading a DbmSession takes mod_python's dbm mutex; no other login does.
@@ -193,17 +196,25 @@ class Runtime:
         them. Nothing is made or read here beyond the (cached) content check.
         """
         assert verdict.version is not None
-        settings = self.settings
-        if variant is Level.PREVIEW:
-            text = watermark_text(
-                settings.watermark, host=host, user=viewer, date=time.strftime("%Y-%m-%d")
-            )
-            spec = RenditionSpec(variant, settings.preview_size, text)
-        else:
-            spec = RenditionSpec(variant, settings.thumb_size)
+        spec = self._preview_spec(viewer, host) if variant is Level.PREVIEW else self._thumb_spec
         info = self.content.check(verdict.path, verdict.version)
         path = self.renditions.path_for(verdict.relpath, verdict.version, info, spec)
         return PlannedRendition(path, verdict.relpath, verdict.version, info, spec)
+
+    def _preview_spec(self, viewer: str, host: str) -> RenditionSpec:
+        """The preview to make for *viewer* on *host* today (one object per watermark)."""
+        settings = self.settings
+        text = watermark_text(
+            settings.watermark, host=host, user=viewer, date=time.strftime("%Y-%m-%d")
+        )
+        spec = self._preview_specs.get(text)
+        if spec is None:
+            if len(self._preview_specs) >= _SPEC_LIMIT:
+                self._preview_specs.clear()
+            spec = self._preview_specs[text] = RenditionSpec(
+                Level.PREVIEW, settings.preview_size, text
+            )
+        return spec
 
     def make_rendition(self, planned: PlannedRendition) -> None:
         """Make *planned* in the cache (if no one did meanwhile); ContentError if it cannot
