@@ -4,11 +4,12 @@ Layout, below the cache directory (``imageguard.cache_dir``)::
 
     srv-images-5d41402a/                 one folder per protected root (name + hash)
       gallery/cat.jpg/                   one folder per original, by its path
-        1835021-48213-1764000000123456789.preview1024-3f9a0c2d1b7e.jpg
-        └inode┘ └size┘ └─ mtime (ns) ──┘ └variant, size┘ └ params ┘
+        1835021-48213-1764000000123456789-1764000000223456789.preview1024-3f9a0c2d1b7e.jpg
+        └inode┘ └size┘ └── mtime (ns) ──┘ └── ctime (ns) ──┘ └variant, size┘ └params┘
       .locks/  .static/                  lock files; the placeholder padlock
 
-The name carries the original's identity and modification (inode, size, mtime), the
+The name carries the original's identity and modification (inode, size, modification
+and change times), the
 variant and its size, and a digest of everything else that shapes the result (the
 watermark text as drawn, the format, the rendering code's version): editing or
 replacing an image, changing a size or a watermark, each leads to a new name, never
@@ -66,7 +67,8 @@ _STATIC_DIR = ".static"
 _TEMP_PREFIX = ".tmp-"
 _TEMP_SUFFIX = ".part"
 _ENTRY = re.compile(
-    r"^(?P<inode>\d+)-(?P<size>\d+)-(?P<mtime>\d+)\.(?P<tag>[a-z]+\d+-[0-9a-f]{12})\.[a-z]+$"
+    r"^(?P<inode>\d+)-(?P<size>\d+)-(?P<mtime>\d+)-(?P<ctime>\d+)"
+    r"\.(?P<tag>[a-z]+\d+-[0-9a-f]{12})\.[a-z]+$"
 )
 _SLUG = re.compile(r"[^A-Za-z0-9]+")
 _MEMO_LIMIT = 4096
@@ -82,7 +84,11 @@ def entry_suffix(spec: RenditionSpec, fmt: str) -> str:
 
 def entry_name(version: FileVersion, spec: RenditionSpec, fmt: str) -> str:
     """The file name of rendition *spec*, as *fmt*, of an original at *version*."""
-    return f"{version.inode}-{version.size}-{version.mtime_ns}.{entry_suffix(spec, fmt)}"
+    return f"{_version_part(version)}.{entry_suffix(spec, fmt)}"
+
+
+def _version_part(version: FileVersion) -> str:
+    return f"{version.inode}-{version.size}-{version.mtime_ns}-{version.ctime_ns}"
 
 
 def root_folder(root: str) -> str:
@@ -133,9 +139,7 @@ class RenditionCache:
             if len(self._suffixes) >= _MEMO_LIMIT:
                 self._suffixes.clear()
             suffix = self._suffixes[(spec, fmt)] = entry_suffix(spec, fmt)
-        return (
-            f"{self.directory}/{relpath}/{version.inode}-{version.size}-{version.mtime_ns}.{suffix}"
-        )
+        return f"{self.directory}/{relpath}/{_version_part(version)}.{suffix}"
 
     def get(
         self,
@@ -278,10 +282,12 @@ class RenditionCache:
             original = os.stat(f"{self.root}/{relpath}")
         except OSError:
             return True
-        return (original.st_ino, original.st_size, original.st_mtime_ns) != (
+        current = (original.st_ino, original.st_size, original.st_mtime_ns, original.st_ctime_ns)
+        return current != (
             int(found["inode"]),
             int(found["size"]),
             int(found["mtime"]),
+            int(found["ctime"]),
         )
 
     def entries(self) -> Iterator[str]:

@@ -40,13 +40,16 @@ def get(cache: RenditionCache, root: Path, relpath: str, spec: RenditionSpec = T
 
 
 def test_names_carry_the_version_the_variant_and_the_parameters() -> None:
-    version = FileVersion(1, 42, 1000, 1_700_000_000_000_000_000)
+    version = FileVersion(1, 42, 1000, 1_700_000_000_000_000_000, 1_700_000_000_500_000_000)
     name = entry_name(version, THUMB, "JPEG")
-    assert name.startswith("42-1000-1700000000000000000.thumb64-") and name.endswith(".jpg")
+    assert name.startswith("42-1000-1700000000000000000-1700000000500000000.thumb64-")
+    assert name.endswith(".jpg")
+    rewritten = version._replace(ctime_ns=1_700_000_001_000_000_000)  # same size and mtime
+    assert entry_name(rewritten, THUMB, "JPEG") != name
     assert entry_name(version, PREVIEW, "PNG").endswith(".png")
     other_text = RenditionSpec(Level.PREVIEW, 128, "example.org bob")
     assert entry_name(version, other_text, "JPEG") != entry_name(version, PREVIEW, "JPEG")
-    edited = FileVersion(1, 42, 1001, 1_700_000_000_000_000_000)
+    edited = version._replace(size=1001)
     assert entry_name(edited, THUMB, "JPEG") != name
 
 
