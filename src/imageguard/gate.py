@@ -36,6 +36,19 @@ METHOD_NOT_ALLOWED = 405
 UNSUPPORTED_MEDIA_TYPE = 415
 
 
+class Admission(NamedTuple):
+    """An allowed verdict, and how to find out cheaply that it still holds.
+
+    *walk* is every path the gate ``lstat``-ed on its way from the root to the file
+    (no symbolic link among them), *via_alias* whether the name reached the root through
+    its configured link. See :meth:`Gate.still_admits`.
+    """
+
+    verdict: GateVerdict
+    walk: tuple[str, ...]
+    via_alias: bool
+
+
 class GateVerdict(NamedTuple):
     """The gate's answer: ``status`` 200 lets the request go on.
 
@@ -122,52 +135,97 @@ class Gate:
         The returned ``relpath`` is the *real* file's path below the root (symbolic links
         resolved), so that rules apply to the file itself however it was reached.
         """
+        return self.admit(method, filename, path_info)[0]
+
+    def admit(
+        self, method: str, filename: str, path_info: str
+    ) -> tuple[GateVerdict, Admission | None]:
+        """:meth:`check`, with an :class:`Admission` to remember when the file was allowed
+        on the fast path (no symbolic link below the root); None otherwise."""
         if method not in ALLOWED_METHODS:
-            return GateVerdict(METHOD_NOT_ALLOWED, f"method {method} not allowed")
+            return GateVerdict(METHOD_NOT_ALLOWED, f"method {method} not allowed"), None
         if path_info:
-            return GateVerdict(FORBIDDEN, f"extra path after the file name: {path_info!r}")
+            return (
+                GateVerdict(FORBIDDEN, f"extra path after the file name: {path_info!r}"),
+                None,
+            )
         if not filename:
-            return GateVerdict(FORBIDDEN, "request did not map to a file")
+            return GateVerdict(FORBIDDEN, "request did not map to a file"), None
         name = os.path.normpath(filename)
-        requested = self._below_root(name)
-        relpath, st = self._resolve(name, requested)
+        requested, via_alias = self._below_root(name)
+        relpath, st, walk = self._resolve(name, requested)
         if relpath is None:
-            return GateVerdict(FORBIDDEN, f"{filename} resolves outside {self.root}")
+            return GateVerdict(FORBIDDEN, f"{filename} resolves outside {self.root}"), None
         if not relpath:
-            return GateVerdict(FORBIDDEN, "the root directory itself is not an image")
+            return GateVerdict(FORBIDDEN, "the root directory itself is not an image"), None
         # The name asked for and the file it leads to must both pass; the asked-for name
         # is unknown below the root when the root is reached through an unexpected link.
         refusal = self._check_name(relpath)
         if refusal is None and requested and requested != relpath:
             refusal = self._check_name(requested)
         if refusal is not None:
-            return refusal
+            return refusal, None
         if st is None:
-            return GateVerdict(NOT_FOUND, f"{relpath}: no such file")
+            return GateVerdict(NOT_FOUND, f"{relpath}: no such file"), None
         if not stat.S_ISREG(st.st_mode):
-            return GateVerdict(FORBIDDEN, f"{relpath} is not a regular file")
+            return GateVerdict(FORBIDDEN, f"{relpath} is not a regular file"), None
         path = f"{self.root.rstrip('/')}/{relpath}"
-        return GateVerdict(OK, "allowed", relpath, path, FileVersion.of(st))
+        verdict = GateVerdict(OK, "allowed", relpath, path, FileVersion.of(st))
+        return verdict, Admission(verdict, walk, via_alias) if walk else None
 
-    def _below_root(self, name: str) -> str | None:
-        """*name* (normalised) relative to the root or to its intact alias, else None."""
+    def still_admits(self, admission: Admission) -> bool:
+        """True when an earlier admission still holds: the same walk meets no link and
+        ends at the same version of a regular file.
+
+        The same ``lstat`` calls as the first time, without the rest of the checks. A
+        file or any folder on its path replaced by a link, moved, edited or removed
+        fails it, and the request is then checked in full again.
+        """
+        if admission.via_alias and not self._alias_intact():
+            return False
+        walk = admission.walk
+        try:
+            for path in walk[:-1]:
+                if not stat.S_ISDIR(os.lstat(path).st_mode):
+                    return False
+            st = os.lstat(walk[-1])
+        except OSError:
+            return False
+        return stat.S_ISREG(st.st_mode) and FileVersion.of(st) == admission.verdict.version
+
+    def _below_root(self, name: str) -> tuple[str | None, bool]:
+        """*name* (normalised) relative to the root or to its intact alias (else None),
+        and whether it was below the alias."""
         relpath = relative_to_root(name, self.root)
         if relpath is None and self.alias:
             relpath = relative_to_root(name, self.alias)
-            if relpath is not None and not self._alias_intact():
-                return None
-        return relpath
+            if relpath is not None:
+                return (relpath if self._alias_intact() else None), True
+        return relpath, False
 
     def _alias_intact(self) -> bool:
-        """True while the configured root still leads to the real root."""
+        """True while the configured root still leads to the real root, and the real
+        root's path still names it (neither re-pointed nor renamed since the start)."""
         try:
-            st = os.stat(self.alias)
+            through_alias = os.stat(self.alias)
+            real = os.stat(self.root)
         except OSError:
             return False
-        return (st.st_dev, st.st_ino) == self.root_id
+        root_id = self.root_id
+        return (
+            (through_alias.st_dev, through_alias.st_ino)
+            == root_id
+            == (
+                real.st_dev,
+                real.st_ino,
+            )
+        )
 
-    def _resolve(self, name: str, relpath: str | None) -> tuple[str | None, os.stat_result | None]:
-        """The real file's path below the root (None: outside) and its stat (None: missing).
+    def _resolve(
+        self, name: str, relpath: str | None
+    ) -> tuple[str | None, os.stat_result | None, tuple[str, ...]]:
+        """The real file's path below the root (None: outside), its stat (None: missing),
+        and the paths ``lstat``-ed on the fast path (empty when it was left).
 
         *relpath* is *name* below the root as asked for. The fast path, with no symbolic
         link below the root, costs one ``lstat`` per path segment below the root, the
@@ -176,24 +234,26 @@ class Gate:
         if relpath:
             path = self.root
             st: os.stat_result | None = None
+            walk: list[str] = []
             for segment in relpath.split("/"):
                 path = f"{path}/{segment}" if path != "/" else f"/{segment}"
                 try:
                     st = os.lstat(path)
                 except OSError:
-                    return relpath, None
+                    return relpath, None, ()
                 if stat.S_ISLNK(st.st_mode):
                     break
+                walk.append(path)
             else:
-                return relpath, st
+                return relpath, st, tuple(walk)
         real = os.path.realpath(name)
         relpath = relative_to_root(real, self.root)
         if not relpath:
-            return relpath, None
+            return relpath, None, ()
         try:
-            return relpath, os.stat(real)
+            return relpath, os.stat(real), ()
         except OSError:
-            return relpath, None
+            return relpath, None, ()
 
     def _check_name(self, relpath: str) -> GateVerdict | None:
         """Refuse hidden segments and extensions outside the allow list."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from math import inf
 
@@ -21,7 +21,7 @@ from .content import EXTENSION_FORMATS, ContentChecker, ImageInfo
 from .cookies import find_cookie
 from .errors import ConfigError, ContentError, ShareLinkError, TicketError, TicketExpired
 from .fileversion import FileVersion
-from .gate import ALLOWED_METHODS, UNSUPPORTED_MEDIA_TYPE, Gate, GateVerdict
+from .gate import ALLOWED_METHODS, UNSUPPORTED_MEDIA_TYPE, Admission, Gate, GateVerdict
 from .levels import Level
 from .placeholder import PLACEHOLDER_NAME, locked_image
 from .principals import ANONYMOUS, Identity
@@ -39,12 +39,20 @@ from .sessions import (
 from .settings import Settings, is_relevant
 from .sharelinks import ShareGrant
 from .store import CachedAcl
-from .tickets import TicketVerifier, VerifiedTicket
+from .tickets import (
+    ParsedTicket,
+    TicketVerifier,
+    VerifiedTicket,
+    decode_cookie_value,
+    parse_ticket,
+)
 
 _LOGIN_LIMIT = 4096
 _TICKET_LIMIT = 10_000
 _SPEC_LIMIT = 4096
 _ADMITTED_LIMIT = 100_000
+#: Longer file names are checked in full every time, never remembered.
+_ADMITTED_NAME_LIMIT = 1024
 
 
 @dataclass(frozen=True)
@@ -123,14 +131,14 @@ class Runtime:
         # returns the same object while the session is unchanged, so this skips
         # re-validating the user and group names on every request.
         self._logins: dict[str, tuple[StoredSession, Login]] = {}
-        # (cookie value, bound address) -> (the secrets it was verified with, the moment
-        # it expires, the ticket, its login): a ticket's digests are computed once, not
-        # at every request; revocations are still looked up every time.
+        # (the ticket's parts, bound address) -> (the secrets it was verified with, the
+        # moment it expires, the ticket, its login): a ticket's digests are computed
+        # once, not at every request; revocations are still looked up every time.
         self._tickets: dict[
-            tuple[str, str], tuple[tuple[bytes, ...], float, VerifiedTicket, Login]
+            tuple[ParsedTicket, str], tuple[Sequence[bytes], float, VerifiedTicket, Login]
         ] = {}
-        # file name -> the allowed verdict the gate (and content check) gave it.
-        self._admitted: dict[str, GateVerdict] = {}
+        # file name -> the gate's admission of it (and the content check passed).
+        self._admitted: dict[str, Admission] = {}
 
     @property
     def acl(self) -> CachedAcl:
@@ -152,21 +160,17 @@ class Runtime:
     def admit(self, method: str, filename: str, path_info: str) -> GateVerdict:
         """The gate's verdict on a request, with the file's content verified when allowed.
 
-        An allowed verdict is remembered by file name. It is used again while ``stat`` of
-        that name still finds the same file at the same version (device, inode, size,
-        mtime): a name that now leads elsewhere, through a changed link or directory,
-        finds another inode, and an edited file another version; both are checked anew.
-        So a repeated request costs one ``stat``, not the gate's walk and checks.
+        An allowed verdict reached without symbolic links is remembered by file name,
+        with the paths the gate looked at; it is used again while :meth:`Gate.still_admits`
+        finds the same walk, free of links, ending at the same version of the file. A
+        repeated request then costs those ``lstat`` calls, not the gate's checks and the
+        content check; any change sends it through the whole gate again.
         """
         if method in ALLOWED_METHODS and not path_info:
             known = self._admitted.get(filename)
-            if known is not None:
-                try:
-                    if FileVersion.of(os.stat(filename)) == known.version:
-                        return known
-                except OSError:
-                    pass
-        verdict = self.gate.check(method, filename, path_info)
+            if known is not None and self.gate.still_admits(known):
+                return known.verdict
+        verdict, admission = self.gate.admit(method, filename, path_info)
         if not verdict.allowed:
             return verdict
         if self.settings.verify_content:
@@ -175,9 +179,10 @@ class Runtime:
                 self.content.check(verdict.path, verdict.version)
             except ContentError as exc:
                 return GateVerdict(UNSUPPORTED_MEDIA_TYPE, f"{verdict.relpath}: {exc}")
-        if len(self._admitted) >= _ADMITTED_LIMIT:
-            self._admitted.clear()
-        self._admitted[filename] = verdict
+        if admission is not None and len(filename) <= _ADMITTED_NAME_LIMIT:
+            if len(self._admitted) >= _ADMITTED_LIMIT:
+                self._admitted.clear()
+            self._admitted[filename] = admission
         return verdict
 
     @property
@@ -271,26 +276,32 @@ class Runtime:
             return _NO_TICKET_COOKIE
         current = time.time() if now is None else now
         secrets = self.secrets()
-        key = (value, client_ip if self.settings.tkt_bind_ip else "")
+        verifier = self._verifier
+        if verifier.secrets is not secrets:
+            verifier = self._verifier = self._make_verifier(secrets)
+        try:
+            # The ticket as its parts, whatever the dress of the cookie: many spellings
+            # of one ticket are one entry (a client cannot fill the cache with them).
+            parsed = parse_ticket(decode_cookie_value(value), verifier.digest)
+        except TicketError as exc:
+            return Login(ANONYMOUS, str(exc), suspicious=True)
+        key = (parsed, client_ip if self.settings.tkt_bind_ip else "")
         known = self._tickets.get(key)
-        if known is not None and known[0] is secrets and current <= known[1]:
+        if known is not None and known[0] is verifier.secrets and current <= known[1]:
             ticket, login = known[2], known[3]
         else:
-            if self._verifier.secrets is not secrets:
-                self._verifier = self._make_verifier(secrets)
             try:
-                ticket = self._verifier.verify(value, client_ip, current)
+                ticket = verifier.verify(value, client_ip, current)
             except TicketExpired as exc:
                 return Login(ANONYMOUS, str(exc))
             except TicketError as exc:
                 return Login(ANONYMOUS, str(exc), suspicious=True)
-            login = Login(
-                Identity(ticket.user, ticket.groups), "ticket", user_data=ticket.user_data
-            )
-            expires = ticket.timestamp + self._verifier.timeout if self._verifier.timeout else inf
+            identity = Identity(ticket.user, ticket.groups)
+            login = Login(identity, "ticket", user_data=ticket.user_data)
+            expires = ticket.timestamp + verifier.timeout if verifier.timeout else inf
             if len(self._tickets) >= _TICKET_LIMIT:
                 self._tickets.clear()
-            self._tickets[key] = (secrets, expires, ticket, login)
+            self._tickets[key] = (verifier.secrets, expires, ticket, login)
         signature_revoked, revoked_until = self.acl.revocations_of(ticket.digest, ticket.user)
         if signature_revoked:
             return Login(ANONYMOUS, f"ticket of {ticket.user} was revoked", suspicious=True)

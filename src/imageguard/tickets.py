@@ -32,13 +32,13 @@ import binascii
 import hashlib
 import hmac
 import ipaddress
-import re
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .cookies import unquote
 from .errors import (
     BadSignature,
     ConfigError,
@@ -121,26 +121,9 @@ class ParsedTicket:
     user_data: str
 
 
-_QUOTED_ESCAPE = re.compile(r"\\(?:([0-3][0-7]{2})|(.))", re.DOTALL)
-
-
-def _unquote_cookie(text: str) -> str:
-    """The content of a double-quoted cookie value, its backslash escapes undone.
-
-    Python's ``http.cookies`` and WebOb quote a value holding characters such as ``,``
-    and write those as three-digit octal escapes (``,`` becomes ``\\054``); a
-    backslash before any other character stands for that character.
-    """
-    return _QUOTED_ESCAPE.sub(
-        lambda m: chr(int(m.group(1), 8)) if m.group(1) else m.group(2), text[1:-1]
-    )
-
-
 def decode_cookie_value(value: str) -> str:
     """The ticket text inside a cookie value: unquoted, ``%21``-unescaped or base64-decoded."""
-    text = value.strip()
-    if len(text) >= 2 and text[0] == text[-1] == '"':
-        text = _unquote_cookie(text)
+    text = unquote(value.strip())
     if "!" in text:
         return text
     if "%21" in text.lower():

@@ -73,6 +73,13 @@ def test_pyramid_ticket_through_apache(site: Site) -> None:
     assert status(site, f"{IMG}/private/secret.jpg", ticket.cookie_value()) == 200
 
 
+def test_quoted_ticket_with_two_groups_through_apache(site: Site) -> None:
+    # WebOb (under Pyramid) sends a raw ticket holding ',' quoted, the comma as \054.
+    ticket = AuthTicket(SECRET, "bob", "0.0.0.0", tokens=["staff", "editors"], hashalg="sha256")
+    quoted = '"' + ticket.cookie_value().replace(",", "\\054") + '"'
+    assert status(site, f"{IMG}/gallery/staff-only.jpg", quoted) == 200
+
+
 @pytest.mark.parametrize(
     ("why", "value"),
     [

@@ -154,3 +154,20 @@ def test_retargeted_root_link_is_not_trusted(tmp_path: Path) -> None:
     link.symlink_to(other)  # the link now leads elsewhere: names below it are outside
     verdict = gate.check("GET", str(link / "x.jpg"), "")
     assert verdict.status == 403 and "resolves outside" in verdict.reason
+
+
+def test_root_renamed_and_link_repointed_is_not_trusted(tmp_path: Path) -> None:
+    real = tmp_path / "images"
+    real.mkdir()
+    (real / "a.jpg").write_bytes(b"x")
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    gate = Gate.create(str(link))
+    assert gate.check("GET", str(link / "a.jpg"), "").allowed
+    real.rename(tmp_path / "images-old")  # the link now follows the old tree...
+    link.unlink()
+    link.symlink_to(tmp_path / "images-old")
+    real.mkdir()  # ...and a new directory takes the root's name
+    (real / "a.jpg").write_bytes(b"y")
+    verdict = gate.check("GET", str(link / "a.jpg"), "")
+    assert verdict.status == 403 and "resolves outside" in verdict.reason

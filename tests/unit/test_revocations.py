@@ -140,3 +140,36 @@ def test_ticket_logins_are_verified_once_and_still_revocable(
     assert len(verified) == 2
     secrets.write_text("another-secret-0123456789\n")  # rotated out: verified again, refused
     assert runtime.login(cookie, now=now + 70).identity.user is None
+
+
+def test_spellings_of_one_ticket_share_one_cache_entry(db: Path, tmp_path: Path) -> None:
+    import base64
+
+    from imageguard.runtime import runtime_for
+
+    secrets = tmp_path / "secrets"
+    secrets.write_text("spelling-secret-0123456789\n")
+    secrets.chmod(0o600)
+    runtime = runtime_for(
+        {
+            "imageguard.root": str(tmp_path),
+            "imageguard.acl_db": str(db),
+            "imageguard.session": "auth_tkt",
+            "imageguard.tkt_secret_file": str(secrets),
+        },
+        "",
+    )
+    now = 1_800_000_000
+    cookie = issue_ticket("bob", ["a", "b"], "spelling-secret-0123456789", timestamp=now)
+    raw = base64.b64decode(cookie).decode()
+    spellings = [
+        cookie,
+        raw,
+        raw.replace("!", "%21"),
+        f'"{raw}"',
+        f'"{raw.replace(",", chr(92) + "054")}"',
+        raw[:64].upper() + raw[64:],
+    ]
+    for value in spellings:
+        assert runtime.login([f"auth_tkt={value}"], now=now + 1).identity.user == "bob", value
+    assert len(runtime._tickets) == 1

@@ -127,3 +127,12 @@ def test_make_reader() -> None:
     assert isinstance(make_reader("DbmSession", "/d", "/f"), DbmSessionReader)
     with pytest.raises(ConfigError, match="MemorySession"):
         make_reader("MemorySession", "/d", "/f")
+
+
+def test_quoted_cookie_values_are_unquoted() -> None:
+    from imageguard.cookies import find_cookie
+
+    header = 'pysid="abc"; auth_tkt="d1\\054e2!x\\"y"; plain=v'
+    assert find_cookie([header], "pysid") == "abc"
+    assert find_cookie([header], "auth_tkt") == 'd1,e2!x"y'
+    assert find_cookie([header], "plain") == "v"

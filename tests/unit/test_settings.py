@@ -218,3 +218,35 @@ def test_admitted_files_are_checked_again_when_they_change(tmp_path: Path) -> No
     (root / "a").rename(tmp_path / "old-a")
     (root / "a").symlink_to(outside)
     assert runtime.admit("GET", str(photo), "").status == 403
+
+
+@pytest.mark.parametrize("moved", ["file", "folder"])
+@pytest.mark.parametrize("to", ["private", ".trash", "outside"])
+def test_a_remembered_admission_does_not_survive_a_move_behind_a_link(
+    tmp_path: Path, moved: str, to: str
+) -> None:
+    from PIL import Image
+
+    root = tmp_path / "images"
+    (root / "public" / "album").mkdir(parents=True)
+    (root / "private").mkdir()
+    (root / ".trash").mkdir()
+    (tmp_path / "outside").mkdir()
+    photo = root / "public" / "album" / "a.jpg"
+    Image.new("RGB", (8, 8)).save(photo)
+    runtime = runtime_for({"imageguard.root": str(root)}, "")
+    first = runtime.admit("GET", str(photo), "")
+    assert first.relpath == "public/album/a.jpg"
+    assert runtime.admit("GET", str(photo), "") is first  # remembered
+    destination = tmp_path / "outside" if to == "outside" else root / to
+    if moved == "file":  # the same inode, reached through a link left in its place
+        photo.rename(destination / "a.jpg")
+        photo.symlink_to(destination / "a.jpg")
+    else:
+        (root / "public" / "album").rename(destination / "album")
+        (root / "public" / "album").symlink_to(destination / "album")
+    again = runtime.admit("GET", str(photo), "")
+    if to == "private":  # allowed, but as the file it now is: the ACL sees private/
+        assert again.allowed and again.relpath.startswith("private/")
+    else:
+        assert again.status == 403, again
