@@ -8,8 +8,8 @@
 * ``wsgi``: Apache with mod_wsgi (which embeds Python too, so not beside mod_python) and
   mod_xsendfile: the X-Sendfile application.
 
-Every variant serves the same files (``tree/bench/img-*.jpg``); each reaches them
-through a symbolic link of its own, because two ``<Directory>`` blocks naming one
+Every variant serves the same files (``tree/bench/img-*.jpg``), from a directory of
+its own holding hard links to them, because two ``<Directory>`` blocks naming one
 directory would merge their options.
 """
 
@@ -38,7 +38,9 @@ APPS = Path(__file__).resolve().parent / "apps"
 SECRET = "benchmark-ticket-secret-0123456789"
 LOGIN_URL = "http://login.invalid/login"
 
-#: One symbolic link to the tree per <Directory> (options of blocks naming one directory merge).
+#: One directory per <Directory> block (options of blocks naming one directory would
+#: merge), each a real directory whose files are hard links to the tree's: the same
+#: bytes, one page cache, and a real root as a site would configure it.
 LINKS = (
     "static",
     "floor",
@@ -247,8 +249,17 @@ WSGIScriptAlias /xsf {APPS / "xsendfile_app.py"}
     SetEnv mod_python.file_session.database_directory {sessions}
     XSendFile On
 </Location>
-XSendFilePath {tree}
+XSendFilePath {links / "xsf"}
 """
+
+
+def _hard_link_tree(source: Path, target: Path) -> None:
+    """*target*: the directories of *source*, its files hard links to *source*'s."""
+    for directory, _dirnames, filenames in os.walk(source):
+        here = target / Path(directory).relative_to(source)
+        here.mkdir(parents=True, exist_ok=True)
+        for name in filenames:
+            os.link(Path(directory) / name, here / name)
 
 
 @contextmanager
@@ -267,7 +278,7 @@ def running_bench(
         links = workdir / "v"
         links.mkdir()
         for name in LINKS:
-            (links / name).symlink_to(tree)
+            _hard_link_tree(tree, links / name)
         state = workdir / "state"
         sessions = state / "sessions"
         sessions.mkdir(parents=True)
