@@ -174,6 +174,9 @@ def directory_block(
     said_yes = "the handler below has" if one else "the three phases below have"
     return f"""# imageguard: {site.url_path or root} is visible only to whom the ACL store allows.
 # Apache serves the files itself once {said_yes} said yes.
+# Every Apache child makes imageguard's interpreter as it starts: made at the first
+# requests instead, mod_python makes one per simultaneous request and mixes them up.
+PythonImport mod_python.apache {INTERPRETER}
 {alias}<Directory {root}>
     Options -Indexes -ExecCGI
     AllowOverride None

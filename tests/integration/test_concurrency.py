@@ -56,3 +56,23 @@ def test_mixed_load_gives_only_expected_answers(fresh_site: Site) -> None:
         results = list(pool.map(fetch, range(500)))
     wrong = [(got, expected) for got, expected in results if got != expected]
     assert wrong == []
+
+
+def test_simultaneous_first_renditions_all_succeed(fresh_site: Site) -> None:
+    # Different renditions made at once by the first requests of fresh children: each
+    # thread meets the same interpreter (see apacheconf: PythonImport), so a refusal
+    # or a rendition never meets classes of another one (which made 500s).
+    cookie = fresh_site.login("alice")
+    paths = [
+        f"/images/{rel}?v={variant}"
+        for rel in ("gallery/cat.jpg", "gallery/dog.png", "private/secret.jpg", "NOTES.JPG")
+        for variant in ("thumb", "preview")
+    ]
+
+    def fetch(index: int) -> int:
+        return fresh_site.request(paths[index % len(paths)], cookie=cookie)[0]
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        statuses = Counter(pool.map(fetch, range(96)))
+    assert statuses == Counter({200: 96}), fresh_site.error_log()[-3000:]
+    assert "internal error" not in fresh_site.error_log()
