@@ -1,4 +1,5 @@
-"""The mod_python adapters behind :mod:`imageguard.handlers`.
+"""The mod_python adapters behind :mod:`imageguard.handlers` (one handler per phase) and
+:mod:`imageguard.gatekeeper` (the same steps in one call, the access phase).
 
 Each handler reads a few request facts, asks the pure core (no mod_python there) for a
 decision, and turns it into an Apache status. Every path returns an explicit status, and
