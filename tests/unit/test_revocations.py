@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from imageguard.errors import MalformedTicket, StoreError
+from imageguard.runtime import Runtime, runtime_for
 from imageguard.store import SCHEMA_VERSION, AclStore, CachedAcl
 from imageguard.tickets import decode_cookie_value, issue_ticket, parse_ticket
 
@@ -96,25 +97,27 @@ def test_version_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
     assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
 
 
+def ticket_runtime(db: Path, secrets: Path, secret: str) -> Runtime:
+    """A runtime taking auth_tkt logins signed with *secret* (10-minute tickets)."""
+    secrets.write_text(secret + "\n")
+    secrets.chmod(0o600)
+    options = {
+        "imageguard.root": str(secrets.parent),
+        "imageguard.acl_db": str(db),
+        "imageguard.session": "auth_tkt",
+        "imageguard.tkt_secret_file": str(secrets),
+        "imageguard.tkt_timeout": "10m",
+    }
+    return runtime_for(options, "")
+
+
 def test_ticket_logins_are_verified_once_and_still_revocable(
     db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from imageguard.runtime import runtime_for
     from imageguard.tickets import TicketVerifier
 
     secrets = tmp_path / "secrets"
-    secrets.write_text("runtime-secret-0123456789\n")
-    secrets.chmod(0o600)
-    runtime = runtime_for(
-        {
-            "imageguard.root": str(tmp_path),
-            "imageguard.acl_db": str(db),
-            "imageguard.session": "auth_tkt",
-            "imageguard.tkt_secret_file": str(secrets),
-            "imageguard.tkt_timeout": "10m",
-        },
-        "",
-    )
+    runtime = ticket_runtime(db, secrets, "runtime-secret-0123456789")
     verified = []
     real = TicketVerifier.verify
 
@@ -145,20 +148,7 @@ def test_ticket_logins_are_verified_once_and_still_revocable(
 def test_spellings_of_one_ticket_share_one_cache_entry(db: Path, tmp_path: Path) -> None:
     import base64
 
-    from imageguard.runtime import runtime_for
-
-    secrets = tmp_path / "secrets"
-    secrets.write_text("spelling-secret-0123456789\n")
-    secrets.chmod(0o600)
-    runtime = runtime_for(
-        {
-            "imageguard.root": str(tmp_path),
-            "imageguard.acl_db": str(db),
-            "imageguard.session": "auth_tkt",
-            "imageguard.tkt_secret_file": str(secrets),
-        },
-        "",
-    )
+    runtime = ticket_runtime(db, tmp_path / "secrets", "spelling-secret-0123456789")
     now = 1_800_000_000
     cookie = issue_ticket("bob", ["a", "b"], "spelling-secret-0123456789", timestamp=now)
     raw = base64.b64decode(cookie).decode()
