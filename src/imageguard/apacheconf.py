@@ -180,6 +180,11 @@ PythonImport mod_python.apache {INTERPRETER}
 {alias}<Directory {root}>
     Options -Indexes -ExecCGI
     AllowOverride None
+    # An inherited "Satisfy Any" (Apache 2.2 style) would let the access phase alone
+    # decide; imageguard's refusals must stand.
+    <IfModule mod_access_compat.c>
+        Satisfy All
+    </IfModule>
     # Let the kernel copy image bytes straight to the socket (off by default in Apache).
     EnableSendfile On
 
@@ -222,6 +227,8 @@ def htaccess(extensions: str = "", root: str = "") -> str:
         "# imageguard access gate: only image files, only GET and HEAD, no path tricks.",
         "# Needs AllowOverride (any class but None) on this directory in httpd.conf,",
         "# and imageguard on Apache's PythonPath (see `imageguard apache-conf`).",
+        "# Under an inherited 'Satisfy Any' (mod_access_compat) an access handler's refusal",
+        "# is ignored: make sure 'Satisfy All' applies to this directory.",
         f"PythonAccessHandler {HANDLER_MODULE}",
     ]
     if root:

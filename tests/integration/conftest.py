@@ -301,6 +301,11 @@ def build_site(mpm: str, mode: str = "one-phase", **server_settings: object) -> 
         f"PythonOption mod_python.dbm_session.database_filename {dbm_file}",
     )
     body = f"""
+# A Satisfy Any inherited from above (Apache 2.2 habits, mod_access_compat): the
+# blocks imageguard writes must not let it open them.
+<Directory {workdir}>
+    Satisfy Any
+</Directory>
 DocumentRoot {docroot}
 <Directory {docroot}>
     Require all granted
@@ -314,11 +319,14 @@ DocumentRoot {docroot}
 # The gatekeeper's safety net alone: if its handler is missing, Apache refuses.
 Alias /unguarded {workdir / "unguarded"}
 <Directory {workdir / "unguarded"}>
+    Satisfy All
     Require env IMAGEGUARD_ADMITTED
 </Directory>
 Listen [::1]:{ipv6_port}
 Alias /ht {ht}
 <Directory {ht}>
+    # An access handler can only refuse where Satisfy Any does not apply.
+    Satisfy All
     Require all granted
     AllowOverride All
 </Directory>
@@ -326,7 +334,13 @@ Alias /ht {ht}
 {dbm_app}
 """
     server = LocalApache(
-        ApacheConfig(workdir=workdir / "apache", body=body, mpm=mpm, **server_settings)  # type: ignore[arg-type]
+        ApacheConfig(
+            workdir=workdir / "apache",
+            body=body,
+            mpm=mpm,
+            extra_modules=("access_compat",),
+            **server_settings,
+        )  # type: ignore[arg-type]
     )
     try:
         with server:
