@@ -21,20 +21,14 @@ import servers
 import wrk
 from run import cpu_plan, make_sessions
 
-from imageguard.apacheconf import SiteConfig, directory_block
+from imageguard.apacheconf import directory_block
 
 TIMED = servers.Variant("imageguard-timed", "mp", "/igtimed", "session", "timed steps")
 
 
 def _with_timed_block(original: object) -> object:
     def body(links: Path, tree: Path, db: Path, sessions: Path, secrets: Path) -> str:
-        site = SiteConfig(
-            root=str(links / "igtimed"),
-            url_path="/igtimed",
-            acl_db=str(db),
-            session_type="FileSession",
-            session_directory=str(sessions),
-        )
+        site = servers.session_site(links, "igtimed", db, sessions)
         block = directory_block(site, extra_python_path=[str(servers.APPS)])
         block = block.replace(
             "PythonAccessHandler imageguard.gatekeeper", "PythonAccessHandler timed_gatekeeper"

@@ -131,6 +131,18 @@ class Bench:
         return server.url(f"{variant.prefix}/bench/img-{size}.jpg")
 
 
+def session_site(links: Path, name: str, db: Path, sessions: Path, **more: str) -> SiteConfig:
+    """imageguard on the directory *name*, served at ``/name``, with the FileSessions."""
+    return SiteConfig(
+        root=str(links / name),
+        url_path=f"/{name}",
+        acl_db=str(db),
+        session_type="FileSession",
+        session_directory=str(sessions),
+        **more,  # type: ignore[arg-type]
+    )
+
+
 def _mp_body(links: Path, tree: Path, db: Path, sessions: Path, secrets: Path) -> str:
     session_options = (
         "PythonOption mod_python.session.session_type FileSession\n"
@@ -138,21 +150,8 @@ def _mp_body(links: Path, tree: Path, db: Path, sessions: Path, secrets: Path) -
     )
     imageguard_options = f"PythonOption imageguard.acl_db {db}\n    {session_options}"
     apps_path = python_path_directive([str(APPS)])
-    imageguard = SiteConfig(
-        root=str(links / "ig"),
-        url_path="/ig",
-        acl_db=str(db),
-        session_type="FileSession",
-        session_directory=str(sessions),
-    )
-    three_phases = SiteConfig(
-        root=str(links / "ig3"),
-        url_path="/ig3",
-        acl_db=str(db),
-        session_type="FileSession",
-        session_directory=str(sessions),
-        mode="three-phase",
-    )
+    imageguard = session_site(links, "ig", db, sessions)
+    three_phases = session_site(links, "ig3", db, sessions, mode="three-phase")
     tickets = SiteConfig(
         root=str(links / "igtkt"),
         url_path="/igtkt",

@@ -296,7 +296,6 @@ def _deny(req: Any, state: _RequestState, login: Login, why: str) -> int:
     placeholder = runtime.placeholder
     assert placeholder is not None
     _send_instead(req, placeholder)
-    req.headers_out["Cache-Control"] = "private, no-store"
     req.status = status  # Apache's own file handler sends the padlock with this status
     return apache.OK
 

@@ -211,15 +211,8 @@ class Gate:
             real = os.stat(self.root)
         except OSError:
             return False
-        root_id = self.root_id
-        return (
-            (through_alias.st_dev, through_alias.st_ino)
-            == root_id
-            == (
-                real.st_dev,
-                real.st_ino,
-            )
-        )
+        found = {(through_alias.st_dev, through_alias.st_ino), (real.st_dev, real.st_ino)}
+        return found == {self.root_id}
 
     def _resolve(
         self, name: str, relpath: str | None

@@ -141,25 +141,6 @@ class RenditionCache:
             suffix = self._suffixes[(spec, fmt)] = entry_suffix(spec, fmt)
         return f"{self.directory}/{relpath}/{_version_part(version)}.{suffix}"
 
-    def get(
-        self,
-        relpath: str,
-        version: FileVersion,
-        info: ImageInfo,
-        spec: RenditionSpec,
-        max_pixels: int,
-    ) -> str:
-        """The path of the rendition, made now if it is not in the cache yet.
-
-        Raises :class:`~imageguard.errors.ContentError` when the original cannot be
-        rendered, and :class:`~imageguard.errors.RenditionError` when the result cannot
-        be stored. A failure leaves nothing behind in the cache.
-        """
-        path = self.path_for(relpath, version, info, spec)
-        if not os.path.exists(path):
-            self.make(path, relpath, version, info, spec, max_pixels)
-        return path
-
     def make(
         self,
         path: str,
@@ -169,7 +150,12 @@ class RenditionCache:
         spec: RenditionSpec,
         max_pixels: int,
     ) -> None:
-        """Make the rendition *path* names, unless another request made it meanwhile."""
+        """Make the rendition *path* names, unless another request made it meanwhile.
+
+        Raises :class:`~imageguard.errors.ContentError` when the original cannot be
+        rendered, and :class:`~imageguard.errors.RenditionError` when the result cannot
+        be stored. A failure leaves nothing behind in the cache.
+        """
         failed = self._failed.get((relpath, version))
         if failed is not None:
             raise failed[0](failed[1])

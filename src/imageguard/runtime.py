@@ -8,7 +8,6 @@ translate between Apache's request and these objects. Nothing here imports mod_p
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -233,13 +232,6 @@ class Runtime:
             self.settings.max_pixels,
         )
 
-    def rendition(self, verdict: GateVerdict, variant: Level, *, viewer: str, host: str) -> str:
-        """The path of rendition *variant* of the admitted file, made if need be."""
-        planned = self.plan_rendition(verdict, variant, viewer=viewer, host=host)
-        if not os.path.exists(planned.path):
-            self.make_rendition(planned)
-        return planned.path
-
     def _make_verifier(self, secrets: tuple[bytes, ...]) -> TicketVerifier:
         settings = self.settings
         return TicketVerifier(
@@ -291,7 +283,7 @@ class Runtime:
             ticket, login = known[2], known[3]
         else:
             try:
-                ticket = verifier.verify(value, client_ip, current)
+                ticket = verifier.verify_parsed(parsed, client_ip, current)
             except TicketExpired as exc:
                 return Login(ANONYMOUS, str(exc))
             except TicketError as exc:

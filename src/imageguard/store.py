@@ -612,11 +612,6 @@ class CachedAcl:
             self._cached(snapshot.revoked_users, user, AclStore.user_revoked_until),
         )
 
-    def user_revoked_until(self, user: str) -> int | None:
-        """As :meth:`AclStore.user_revoked_until`, from memory when nothing changed."""
-        snapshot = self._current()
-        return self._cached(snapshot.revoked_users, user, AclStore.user_revoked_until)
-
     def signature_revoked(self, signature: str) -> bool:
         """As :meth:`AclStore.signature_revoked`, from memory when nothing changed."""
         snapshot = self._current()

@@ -231,9 +231,15 @@ class TicketVerifier:
         self, cookie_value: str, client_ip: str = "", now: float | None = None
     ) -> VerifiedTicket:
         """Check *cookie_value*; return what it proves or raise a :class:`TicketError`."""
+        ticket = parse_ticket(decode_cookie_value(cookie_value), self.digest)
+        return self.verify_parsed(ticket, client_ip, now)
+
+    def verify_parsed(
+        self, ticket: ParsedTicket, client_ip: str = "", now: float | None = None
+    ) -> VerifiedTicket:
+        """:meth:`verify` for a ticket already split into its parts (:func:`parse_ticket`)."""
         if not self.secrets:
             raise ConfigError("no ticket secret configured")
-        ticket = parse_ticket(decode_cookie_value(cookie_value), self.digest)
         ip = self._signed_ip(client_ip)
         signed_uid = self._check_signature(ticket, ip)
         self._check_time(ticket.timestamp, time.time() if now is None else now)

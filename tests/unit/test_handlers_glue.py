@@ -297,3 +297,16 @@ def test_gatekeeper_fails_closed(
     assert gatekeeper.accesshandler(req) == 500
     assert "IMAGEGUARD_ADMITTED" not in req.subprocess_env
     assert any("gatekeeper: ACL store" in message for message, _ in req.logged)
+
+
+def test_a_rendition_that_cannot_be_found_after_making_is_500(
+    handlers: types.ModuleType, site: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imageguard.runtime import Runtime
+
+    root, options = site
+    monkeypatch.setattr(Runtime, "make_rendition", lambda self, planned: None)  # made nothing
+    req = FakeRequest(root, "small.jpg", options)
+    assert handlers.authzhandler(req) == 500
+    assert req.filename.endswith("small.jpg")  # the original was not swapped in
+    assert any("vanished before it could be sent" in message for message, _ in req.logged)

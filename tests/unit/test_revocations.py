@@ -53,25 +53,24 @@ def test_revoke_link(db: Path) -> None:
 
 def test_cached_reader_sees_revocations_on_the_next_call(db: Path) -> None:
     cache = CachedAcl(str(db))
-    assert cache.user_revoked_until("bob") is None
-    assert not cache.signature_revoked("abc")
+    assert cache.revocations_of("abc", "bob") == (False, None)
     with AclStore(db) as store:
         store.revoke_user("bob", until=5)
         store.revoke_link("abc")
-    assert cache.user_revoked_until("bob") == 5
+    assert cache.revocations_of("abc", "bob") == (True, 5)
     assert cache.signature_revoked("abc")
 
 
 def test_unrevoked_answers_are_cached_too(db: Path) -> None:
     cache = CachedAcl(str(db))
-    cache.user_revoked_until("bob")
+    cache.revocations_of("abc", "bob")
     assert cache._store is not None
     statements: list[str] = []
     cache._store._conn.set_trace_callback(statements.append)
     for _ in range(3):
-        assert cache.user_revoked_until("bob") is None
+        assert cache.revocations_of("abc", "bob") == (False, None)
         assert cache.signature_revoked("x") is False
-    assert len(statements) == 1  # only the first signature lookup asked SQLite
+    assert len(statements) == 1  # only the first lookup of "x" asked SQLite
 
 
 def test_version_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
@@ -119,13 +118,13 @@ def test_ticket_logins_are_verified_once_and_still_revocable(
     secrets = tmp_path / "secrets"
     runtime = ticket_runtime(db, secrets, "runtime-secret-0123456789")
     verified = []
-    real = TicketVerifier.verify
+    real = TicketVerifier.verify_parsed
 
     def counting(self: TicketVerifier, *args: object, **kw: object) -> object:
         verified.append(1)
         return real(self, *args, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(TicketVerifier, "verify", counting)
+    monkeypatch.setattr(TicketVerifier, "verify_parsed", counting)
     now = 1_800_000_000
     cookie = [
         f"auth_tkt={issue_ticket('bob', ['staff'], 'runtime-secret-0123456789', timestamp=now)}"
