@@ -1,13 +1,21 @@
 # imageguard: `make test` and `make demo` set up everything they need themselves.
-#   apt packages (apache2, libapache2-mod-python) when missing,
+#   the Debian packages of APT_PACKAGES when missing (make bench: BENCH_PACKAGES too),
+#   through tools/hostpkgs.py, which disables again whatever module, conf or site their
+#   maintainer scripts enable and stops a system apache2 they start: the host's Apache
+#   is left as it was found (make test checks that after its tests);
 #   a venv made from /usr/bin/python3 (the interpreter mod_python embeds),
 #   Pillow, the test tools and imageguard itself installed into it.
 
 SYSTEM_PYTHON := /usr/bin/python3
 VENV          := .venv
 VPY           := $(VENV)/bin/python
-APT_PACKAGES  := apache2 libapache2-mod-python libapache2-mod-auth-tkt python3-venv \
-                 wrk libapache2-mod-wsgi-py3 libapache2-mod-xsendfile
+HOSTPKGS      := $(SYSTEM_PYTHON) tools/hostpkgs.py
+# wrk is the load generator of the benchmark's smoke run in make test.
+APT_PACKAGES  := apache2 libapache2-mod-python libapache2-mod-auth-tkt python3-venv wrk
+# Only for make bench: mod_wsgi (which the system Apache cannot load beside mod_python)
+# and mod_xsendfile, for the benchmark's X-Sendfile variant.
+BENCH_PACKAGES := libapache2-mod-wsgi-py3 libapache2-mod-xsendfile
+HOST_SNAPSHOT := .host-apache.json
 STAMP         := $(VENV)/.installed
 PORT          ?= 8080
 
@@ -16,14 +24,7 @@ PORT          ?= 8080
 all: test
 
 apt:
-	@missing=""; for p in $(APT_PACKAGES); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "Installing Debian packages:$$missing"; \
-	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
-	fi
+	$(HOSTPKGS) install $(APT_PACKAGES)
 
 $(STAMP): pyproject.toml setup.py | apt
 	@test -x $(VPY) || $(SYSTEM_PYTHON) -m venv $(VENV)
@@ -34,8 +35,9 @@ $(STAMP): pyproject.toml setup.py | apt
 deps: apt $(STAMP)
 
 lint: deps
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench tools
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy tools
 
 unit: deps
 	$(VPY) -m pytest -q tests/unit
@@ -43,10 +45,16 @@ unit: deps
 integration: deps
 	$(VPY) -m pytest -q tests/integration
 
+# The system Apache's enabled modules, confs and sites (and whether it runs) must be the
+# same after the tests as before: checked also when pytest fails, whose status is kept.
 test: deps
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench tools
 	$(VENV)/bin/mypy
-	$(VPY) -m pytest -q
+	$(VENV)/bin/mypy tools
+	$(HOSTPKGS) snapshot $(HOST_SNAPSHOT)
+	@status=0; $(VPY) -m pytest -q || status=$$?; \
+	$(HOSTPKGS) check $(HOST_SNAPSHOT) || [ $$status -ne 0 ] || status=1; \
+	exit $$status
 
 demo: deps
 	PORT=$(PORT) $(VPY) -m imageguard.demo
@@ -54,6 +62,7 @@ demo: deps
 # The benchmark of docs/performance.md (about 15 minutes; not part of make test, which
 # runs a quick smoke run of it). BENCH_ARGS="--mpm prefork" etc. are passed on.
 bench: deps
+	$(HOSTPKGS) install $(BENCH_PACKAGES)
 	$(VPY) -m pip install -q --disable-pip-version-check 'matplotlib>=3.6'
 	$(VPY) bench/run.py $(BENCH_ARGS)
 
@@ -63,4 +72,4 @@ apache-conf: deps
 	[open('apache_conf/' + n, 'w').write(t) for n, t in shipped_files().items()]"
 
 clean:
-	rm -rf $(VENV) .demo build dist src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) .demo build dist src/*.egg-info .pytest_cache .ruff_cache $(HOST_SNAPSHOT)

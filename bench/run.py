@@ -32,7 +32,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import aclbench
 import report
 import wrk
-from servers import SECRET, SIZES, VARIANTS, Bench, Variant, running_bench
+from servers import (
+    SECRET,
+    SIZES,
+    VARIANTS,
+    Bench,
+    Variant,
+    available_variants,
+    missing_modules,
+    running_bench,
+)
 
 from imageguard.tickets import issue_ticket
 
@@ -47,7 +56,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--mpm", choices=["event", "prefork"], default="event")
     parser.add_argument("--sizes", default=",".join(SIZES), help="e.g. 8k,4m")
-    parser.add_argument("--variants", default=",".join(v.name for v in VARIANTS))
+    parser.add_argument(
+        "--variants",
+        default=",".join(v.name for v in available_variants()),
+        help="default: every variant whose Apache modules are installed",
+    )
     parser.add_argument("--rules", type=int, default=100_000, help="rules in the served store")
     parser.add_argument("--acl-rules", type=int, default=1_000_000, help="for the microbenchmark")
     parser.add_argument("--logins", type=int, default=1000, help="sessions and tickets rotating")
@@ -193,6 +206,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = {name: SIZES[name] for name in args.sizes.split(",")}
     chosen = [v for v in VARIANTS if v.name in args.variants.split(",")]
+    for variant in chosen:
+        if missing_modules(variant.server):
+            missing = ", ".join(f"mod_{m}" for m in missing_modules(variant.server))
+            sys.exit(f"variant {variant.name} needs {missing}: make bench installs its packages")
+    left_out = [v.name for v in VARIANTS if v not in available_variants()]
+    if left_out:
+        print(f"left out, their Apache modules are not installed: {', '.join(left_out)}")
     apache_cpus, wrk_cpus = cpu_plan()
     started = time.time()
     print(f"building {len(chosen)} variants, {args.rules:,} rules, {args.logins} logins...")

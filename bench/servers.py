@@ -26,6 +26,7 @@ from PIL import Image
 
 from imageguard.apacheconf import SiteConfig, directory_block, python_path, python_path_directive
 from imageguard.localserver import (
+    MODULES_DIR,
     ApacheConfig,
     LocalApache,
     make_workdir,
@@ -81,6 +82,22 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("xsendfile", "wsgi", "/xsf", "session", "mod_wsgi app + X-Sendfile"),
     Variant("mod_auth_tkt", "plain", "/tkt", "ticket", "Apache's C ticket module, no ACL"),
 )
+
+#: The modules each server loads beyond Apache's own (``mod_<name>.so``). make test
+#: installs those of "mp" and "plain"; make bench also those of "wsgi".
+SERVER_MODULES = {"mp": ("python",), "plain": ("auth_tkt",), "wsgi": ("wsgi", "xsendfile")}
+
+
+def missing_modules(server: str) -> list[str]:
+    """The modules *server* needs that are not installed."""
+    return [
+        name for name in SERVER_MODULES[server] if not (MODULES_DIR / f"mod_{name}.so").exists()
+    ]
+
+
+def available_variants() -> tuple[Variant, ...]:
+    """The variants whose server has every module it needs."""
+    return tuple(v for v in VARIANTS if not missing_modules(v.server))
 
 
 def make_files(directory: Path, sizes: dict[str, int]) -> dict[str, int]:
@@ -269,7 +286,8 @@ def running_bench(
     cpus: str | None = None,
     keep: bool = False,
 ) -> Iterator[Bench]:
-    """Build the tree, the store and the three servers; yield them running."""
+    """Build the tree, the store and the servers (those whose modules are installed);
+    yield them running."""
     workdir = make_workdir("imageguard-bench-")
     try:
         tree = workdir / "tree"
@@ -316,7 +334,9 @@ def running_bench(
         }
         with ExitStack() as stack:
             servers = {
-                name: stack.enter_context(LocalApache(config)) for name, config in configs.items()
+                name: stack.enter_context(LocalApache(config))
+                for name, config in configs.items()
+                if not missing_modules(name)
             }
             yield Bench(workdir, servers, tree, db, sessions, secrets, files)
     finally:

@@ -1,0 +1,405 @@
+#!/usr/bin/python3
+"""Install the Debian packages make needs, and leave the system Apache as it was found.
+
+Debian's maintainer scripts enable a module when its package is installed (installing
+libapache2-mod-wsgi-py3 enables mod_wsgi, and the system Apache then refuses to start
+beside mod_python), and they may start the apache2 service. This tool installs what is
+missing, then puts ``/etc/apache2/{mods,conf,sites}-enabled`` back as they were, and stops
+a system apache2 that the install started::
+
+    hostpkgs.py install PKG...   install the missing packages, keep Apache's configuration
+    hostpkgs.py snapshot FILE    write the three directories' entries (and whether the
+                                 system apache2 runs) to FILE as JSON
+    hostpkgs.py check FILE       compare the host with FILE; exit 1 naming every difference
+
+Standard library only: it runs under /usr/bin/python3 before the venv exists.
+``IMAGEGUARD_ETC_APACHE`` names another configuration directory (used by the tests, which
+also pass their own command runner).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+SYSTEM_ETC = Path("/etc/apache2")
+ETC_VARIABLE = "IMAGEGUARD_ETC_APACHE"
+#: The directories kept as found: directory -> (what one entry enables, the Debian tool
+#: that disables one by name).
+KINDS = {
+    "mods-enabled": ("module", "/usr/sbin/a2dismod"),
+    "conf-enabled": ("conf", "/usr/sbin/a2disconf"),
+    "sites-enabled": ("site", "/usr/sbin/a2dissite"),
+}
+APACHE2CTL = "/usr/sbin/apache2ctl"
+SERVICE = "/usr/sbin/service"
+
+#: One directory's entries: name -> the symlink's target as written in the link, or None
+#: when the entry is not a symlink.
+Entries = dict[str, Optional[str]]
+#: Runs a command (argv, capture output?) and returns its result; tests pass a fake one.
+Runner = Callable[[Sequence[str], bool], "subprocess.CompletedProcess[str]"]
+
+
+class HostError(Exception):
+    """A step failed; the message says which and why."""
+
+
+def run_command(argv: Sequence[str], capture: bool) -> subprocess.CompletedProcess[str]:
+    """Run *argv*; a command that does not exist gives exit status 127, as in a shell."""
+    try:
+        return subprocess.run(list(argv), text=True, capture_output=capture, check=False)
+    except FileNotFoundError:
+        return subprocess.CompletedProcess(list(argv), 127, "", f"{argv[0]}: not found")
+
+
+def system_apache_pids(proc: Path = Path("/proc")) -> list[int]:
+    """The processes of the system apache2 service.
+
+    Those are the processes running ``apache2`` without ``-f``: the private servers of the
+    tests, the demo and the benchmark always name their own configuration with ``-f``.
+    """
+    pids = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        if os.path.basename(argv[0]) == b"apache2" and b"-f" not in argv[1:]:
+            pids.append(int(entry.name))
+    return sorted(pids)
+
+
+def default_etc() -> Path:
+    return Path(os.environ.get(ETC_VARIABLE) or SYSTEM_ETC)
+
+
+def default_sudo() -> tuple[str, ...]:
+    return () if os.geteuid() == 0 else ("sudo",)
+
+
+def say(message: str) -> None:
+    print(f"hostpkgs: {message}", flush=True)
+
+
+@dataclass
+class Host:
+    """The machine, as far as this tool touches it; every part can be replaced in tests."""
+
+    etc: Path = field(default_factory=default_etc)
+    run: Runner = run_command
+    apache_pids: Callable[[], list[int]] = system_apache_pids
+    sudo: tuple[str, ...] = field(default_factory=default_sudo)
+    #: Disable with a2dismod/a2disconf/a2dissite? None: when they are installed and etc
+    #: is the system's (they only act on /etc/apache2).
+    a2tools: bool | None = None
+    report: Callable[[str], None] = say
+    sleep: Callable[[float], None] = time.sleep
+    #: How long a stopped apache2 may take to exit, in seconds.
+    stop_timeout: float = 15.0
+
+    def uses_a2tools(self) -> bool:
+        if self.a2tools is not None:
+            return self.a2tools
+        return self.etc == SYSTEM_ETC and all(os.access(t, os.X_OK) for _k, t in KINDS.values())
+
+    def check(self, argv: Sequence[str], what: str) -> None:
+        result = self.run(argv, False)
+        if result.returncode != 0:
+            raise HostError(f"{what} failed (exit {result.returncode}): {' '.join(argv)}")
+
+
+@dataclass(frozen=True)
+class State:
+    """What is kept as found: the entries of the three directories (None for a directory
+    that does not exist) and whether the system apache2 runs."""
+
+    dirs: dict[str, Entries | None]
+    running: bool
+
+    def to_json(self) -> str:
+        return json.dumps({"dirs": self.dirs, "system_apache2_running": self.running}, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> State:
+        data = json.loads(text)
+        return cls(
+            dirs={name: data["dirs"].get(name) for name in KINDS},
+            running=bool(data["system_apache2_running"]),
+        )
+
+
+def read_entries(directory: Path) -> Entries | None:
+    if not directory.is_dir():
+        return None
+    return {
+        path.name: os.readlink(path) if path.is_symlink() else None
+        for path in sorted(directory.iterdir())
+    }
+
+
+def read_dirs(etc: Path) -> dict[str, Entries | None]:
+    return {name: read_entries(etc / name) for name in KINDS}
+
+
+def take_state(host: Host) -> State:
+    return State(read_dirs(host.etc), bool(host.apache_pids()))
+
+
+def _describe(target: str | None) -> str:
+    return "not a symlink" if target is None else f"-> {target}"
+
+
+def dir_differences(before: dict[str, Entries | None], now: dict[str, Entries | None]) -> list[str]:
+    """Every difference between two readings of the three directories, one line each."""
+    found = []
+    for name in KINDS:
+        old, new = before.get(name), now.get(name)
+        if old is None and new is None:
+            continue
+        if new is None:
+            found.append(f"{name}: existed before, does not exist now")
+            continue
+        if old is None:
+            found.append(f"{name}: did not exist before, exists now")
+            old = {}
+        for entry in sorted(old.keys() | new.keys()):
+            if entry not in old:
+                found.append(f"{name}/{entry}: added ({_describe(new[entry])})")
+            elif entry not in new:
+                found.append(f"{name}/{entry}: removed (was {_describe(old[entry])})")
+            elif old[entry] != new[entry]:
+                found.append(
+                    f"{name}/{entry}: was {_describe(old[entry])}, now {_describe(new[entry])}"
+                )
+    return found
+
+
+def differences(before: State, now: State) -> list[str]:
+    found = dir_differences(before.dirs, now.dirs)
+    if before.running != now.running:
+        found.append(
+            "the system apache2 was running and is not now"
+            if before.running
+            else "the system apache2 was not running and runs now"
+        )
+    return found
+
+
+def _stem(entry: str) -> str:
+    """The name a2dismod & co. take: ``wsgi.load`` -> ``wsgi``."""
+    base, dot, suffix = entry.rpartition(".")
+    return base if dot and suffix in ("load", "conf") else entry
+
+
+def _remove(host: Host, path: Path) -> None:
+    if os.access(path.parent, os.W_OK):
+        path.unlink()
+    else:
+        host.check([*host.sudo, "rm", "-f", "--", str(path)], f"removing {path}")
+
+
+def _symlink(host: Host, target: str, path: Path) -> None:
+    if os.access(path.parent, os.W_OK):
+        if path.is_symlink() or path.exists():
+            path.unlink()
+        os.symlink(target, path)
+    else:
+        host.check([*host.sudo, "ln", "-sfn", "--", target, str(path)], f"linking {path}")
+
+
+def restore(host: Host, baseline: dict[str, Entries | None]) -> bool:
+    """Put the three directories back as in *baseline*; whether anything was changed.
+
+    A module (conf, site) none of whose entries existed before is disabled with Debian's
+    tool, which also records that the administrator disabled it; any other entry that was
+    added or changed is removed, and any entry that vanished or changed is linked again.
+    """
+    changed = False
+    current = read_dirs(host.etc)
+    if host.uses_a2tools():
+        for name, (kind, tool) in KINDS.items():
+            before, after = baseline.get(name) or {}, current.get(name) or {}
+            old_stems = {_stem(entry) for entry in before}
+            added = {_stem(entry) for entry in after if entry not in before} - old_stems
+            for stem in sorted(added):
+                result = host.run([*host.sudo, tool, "-q", "-f", stem], True)
+                if result.returncode == 0:
+                    host.report(f"disabled {kind} {stem} that the install enabled")
+                    changed = True
+                else:
+                    output = (result.stdout or "") + (result.stderr or "")
+                    host.report(
+                        f"{Path(tool).name} {stem} failed ({output.strip()}); removing its links"
+                    )
+        current = read_dirs(host.etc)
+    for name, (kind, _tool) in KINDS.items():
+        old, new = baseline.get(name), current.get(name)
+        if old is None or new is None:
+            continue  # a whole directory appeared or vanished: left to the verification
+        directory = host.etc / name
+        for entry in sorted(new):
+            if entry not in old:
+                _remove(host, directory / entry)
+                host.report(f"removed {name}/{entry} that the install added")
+                changed = True
+        for entry, target in sorted(old.items()):
+            if entry in new and new[entry] == target:
+                continue
+            if target is None:
+                host.report(f"cannot restore {name}/{entry}: it was not a symlink")
+                continue
+            _symlink(host, target, directory / entry)
+            how = "disabled" if entry not in new else "changed"
+            host.report(f"re-enabled {kind} {_stem(entry)} ({entry} {how} by the install)")
+            changed = True
+    return changed
+
+
+def is_installed(host: Host, package: str) -> bool:
+    result = host.run(["dpkg-query", "-W", "-f=${Status}", package], True)
+    words = (result.stdout or "").split()
+    return result.returncode == 0 and len(words) == 3 and words[2] == "installed"
+
+
+def apt_install(host: Host, packages: Sequence[str]) -> None:
+    argv = [*host.sudo, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install"]
+    host.check([*argv, "-y", "-qq", *packages], "apt-get install")
+    host.report(f"installed {' '.join(packages)}")
+
+
+def _wait_until(host: Host, done: Callable[[], bool]) -> bool:
+    waited = 0.0
+    while not done():
+        if waited >= host.stop_timeout:
+            return False
+        host.sleep(0.2)
+        waited += 0.2
+    return True
+
+
+def _apache_command(host: Host, commands: Sequence[Sequence[str]], done: Callable[[], bool]) -> str:
+    """Run the first of *commands* after which *done* holds; the one that did, or ''."""
+    for argv in commands:
+        host.run([*host.sudo, *argv], True)
+        if _wait_until(host, done):
+            return " ".join(argv)
+    return ""
+
+
+def keep_apache_running_state(host: Host, was_running: bool, config_changed: bool) -> None:
+    """Leave the system apache2 running if it was, stopped if it was not."""
+    running = bool(host.apache_pids())
+    if not was_running and running:
+        how = _apache_command(
+            host,
+            ([APACHE2CTL, "stop"], [SERVICE, "apache2", "stop"]),
+            lambda: not host.apache_pids(),
+        )
+        if not how:
+            raise HostError(
+                f"the install started the system apache2 and it could not be stopped: "
+                f"processes {host.apache_pids()} still run"
+            )
+        host.report(f"stopped the system apache2 that the install started ({how})")
+    elif was_running and not running:
+        how = _apache_command(
+            host,
+            ([APACHE2CTL, "start"], [SERVICE, "apache2", "start"]),
+            lambda: bool(host.apache_pids()),
+        )
+        if not how:
+            raise HostError("the system apache2 ran before the install and does not start now")
+        host.report(f"started the system apache2 again, which ran before the install ({how})")
+    elif was_running and config_changed:
+        # It may have been restarted by a maintainer script with what it had enabled.
+        host.run([*host.sudo, APACHE2CTL, "graceful"], True)
+        host.report("reloaded the system apache2 with its configuration as found")
+
+
+def install(host: Host, packages: Sequence[str]) -> int:
+    """Install the missing *packages*, keeping the system Apache as found; exit status."""
+    was_running = bool(host.apache_pids())
+    missing = [package for package in packages if not is_installed(host, package)]
+    if not missing:
+        host.report(f"already installed: {' '.join(packages)}")
+        return 0
+    status = 0
+    host.check([*host.sudo, "apt-get", "update", "-qq"], "apt-get update")
+    if not is_installed(host, "apache2"):
+        # No Apache yet, so no configuration of the host's to keep: Debian's defaults for
+        # a fresh Apache (what the apache2 package enables) are the baseline, so apache2
+        # is installed alone first and the configuration read after that.
+        try:
+            apt_install(host, ["apache2"])
+        except HostError:
+            keep_apache_running_state(host, was_running, config_changed=False)
+            raise
+        host.report("apache2 was new: Debian's defaults for a fresh Apache are what is kept")
+        missing = [package for package in missing if package != "apache2"]
+    baseline = read_dirs(host.etc)
+    try:
+        if missing:
+            apt_install(host, missing)
+    except HostError as error:
+        print(f"hostpkgs: {error}", file=sys.stderr)
+        status = 1  # a maintainer script may still have enabled something: restore anyway
+    changed = restore(host, baseline)
+    keep_apache_running_state(host, was_running, changed)
+    problems = dir_differences(baseline, read_dirs(host.etc))
+    if bool(host.apache_pids()) != was_running:
+        problems.append("the system apache2 is not in the state it was found in")
+    if problems:
+        print(
+            "hostpkgs: the system Apache's configuration is not as it was before the install:\n  "
+            + "\n  ".join(problems),
+            file=sys.stderr,
+        )
+        return 1
+    return status
+
+
+def main(argv: Sequence[str] | None = None, host: Host | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("install", help="install missing packages").add_argument(
+        "packages", nargs="+"
+    )
+    commands.add_parser("snapshot", help="write the state to FILE").add_argument("file")
+    commands.add_parser("check", help="compare the state with FILE").add_argument("file")
+    args = parser.parse_args(argv)
+    host = host or Host()
+    try:
+        if args.command == "install":
+            return install(host, args.packages)
+        if args.command == "snapshot":
+            Path(args.file).write_text(take_state(host).to_json() + "\n")
+            return 0
+        before = State.from_json(Path(args.file).read_text())
+        found = differences(before, take_state(host))
+        if found:
+            print(
+                f"hostpkgs: the system Apache ({host.etc}) is not as recorded in {args.file}:\n  "
+                + "\n  ".join(found),
+                file=sys.stderr,
+            )
+            return 1
+        host.report(f"the system Apache ({host.etc}) is as recorded in {args.file}")
+        return 0
+    except (HostError, OSError, ValueError, KeyError) as error:
+        print(f"hostpkgs: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
