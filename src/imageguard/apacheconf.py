@@ -19,6 +19,9 @@ import imageguard
 from .errors import ConfigError
 
 HANDLER_MODULE = "imageguard.handlers"
+#: Where the generated ``SetEnvIf`` line puts the login cookie (see adapters).
+LOGIN_COOKIE_ENV = "IMAGEGUARD_LOGIN_COOKIE"
+_COOKIE_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 GATEKEEPER_MODULE = "imageguard.gatekeeper"
 #: The mod_python interpreter the handlers run in (their own, see directory_block).
 INTERPRETER = "imageguard"
@@ -78,6 +81,8 @@ class SiteConfig:
     watermark: str = ""
     downgrade: bool = True
     placeholder: bool = False
+    #: Where share links are valid (default: the root's real path).
+    share_realm: str = ""
     #: "one-phase": imageguard.gatekeeper does everything in the access phase (fastest);
     #: "three-phase": imageguard.handlers in the access, authen and authz phases.
     mode: str = "one-phase"
@@ -116,6 +121,23 @@ class SiteConfig:
         lines += self._common_lines()
         return lines
 
+    def login_cookie_line(self) -> str:
+        """The ``SetEnvIf`` line that copies the login cookie's value into the request's
+        environment, for the requests whose Cookie header mod_python cannot read (a byte
+        that is not UTF-8 in any cookie on the domain)."""
+        tickets = self.session_source == "auth_tkt"
+        name = self.cookie_name or ("auth_tkt" if tickets else "pysid")
+        if not _COOKIE_NAME.fullmatch(name):
+            raise ConfigError(f"{name!r} cannot be a cookie name")
+        escaped = re.escape(name)
+        # The last cookie of that name wins, as mod_python's own reading does; a session
+        # id is 32 hex digits, a ticket any run of cookie-value characters (quoted or not).
+        value = r'(\"[^\";,\s]*\"|[^\";,\s]+)' if tickets else r"([0-9a-f]{32})"
+        return (
+            f'SetEnvIf Cookie "^(?:.*[;,])?\\s*{escaped}={value}\\s*(?:[;,]|$)" '
+            f"{LOGIN_COOKIE_ENV}=$1"
+        )
+
     def _common_lines(self) -> list[str]:
         """The options both login sources share, each only when it differs from the default."""
         values: list[tuple[str, object, object]] = [  # (option, value, default)
@@ -129,6 +151,7 @@ class SiteConfig:
             ("watermark", self.watermark, ""),
             ("downgrade", self.downgrade, True),
             ("placeholder", self.placeholder, False),
+            ("share_realm", self.share_realm, ""),
         ]
         return [
             f"PythonOption imageguard.{name} {_conf_value(value)}"
@@ -178,8 +201,16 @@ def directory_block(
 # requests instead, mod_python makes one per simultaneous request and mixes them up.
 PythonImport mod_python.apache {INTERPRETER}
 {alias}<Directory {root}>
-    Options -Indexes -ExecCGI
+    # Only Apache's own file handler sends what lies here, as an image: no listings,
+    # SSI, CGI or MultiViews, and no handler or type that the server or a parent
+    # directory sets (links are followed: imageguard checks where they lead itself).
+    Options FollowSymLinks
     AllowOverride None
+    SetHandler none
+    ForceType none
+    <IfModule mod_dir.c>
+        DirectoryIndex disabled
+    </IfModule>
     # An inherited "Satisfy Any" (Apache 2.2 style) would let the access phase alone
     # decide; imageguard's refusals must stand.
     <IfModule mod_access_compat.c>
@@ -194,6 +225,11 @@ PythonImport mod_python.apache {INTERPRETER}
     PythonInterpreter {INTERPRETER}
 
 {handlers}
+    # mod_python cannot read a Cookie header holding a byte that is not UTF-8 (another
+    # application's cookie, say): Apache picks the login cookie out for imageguard.
+    <IfModule mod_setenvif.c>
+        {site.login_cookie_line()}
+    </IfModule>
     # Logins: these must match the application's own settings.
 {options}
 </Directory>

@@ -15,7 +15,7 @@ from .acl import ranked
 from .apacheconf import SiteConfig, directory_block, htaccess, read_python_options
 from .durations import parse_duration
 from .errors import ImageGuardError
-from .imagecommands import add_commands
+from .imagecommands import add_commands, add_site_options, site_settings
 from .levels import Level
 from .principals import Identity, check_name
 from .renditioncache import check_placement
@@ -255,11 +255,26 @@ def cmd_revoke_ticket(args: argparse.Namespace) -> int:
     return 0
 
 
+def _share_realm(args: argparse.Namespace) -> str:
+    """The realm a link is signed for: --realm, or the site's (``--conf``/``--root``)."""
+    if args.realm:
+        return str(args.realm)
+    if not (args.conf or args.root):
+        raise CliError(
+            "name the root the link is for: --root DIR or --conf FILE (or --realm NAME "
+            "when the site sets imageguard.share_realm); a link works only there"
+        )
+    return site_settings(args).link_realm
+
+
 def cmd_share(args: argparse.Namespace) -> int:
     relpath = args.relpath.strip("/")
+    realm = _share_realm(args)
     try:
         expires = int(time.time()) + parse_duration(args.expires)
-        params = sharelinks.sign(relpath, args.level, expires, _secrets(args)[0], args.user or "")
+        params = sharelinks.sign(
+            relpath, args.level, expires, _secrets(args)[0], args.user or "", realm=realm
+        )
     except ValueError as exc:
         raise CliError(str(exc)) from None
     if args.level != "full":  # ask for the variant too: it works with downgrade off
@@ -429,6 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", metavar="NAME", help="only this logged-in user may use it")
     p.add_argument("--url-path", default="/images", metavar="PATH", help="default: /images")
     p.add_argument("--base-url", metavar="URL", help="e.g. https://example.org")
+    add_site_options(p, cache=False)
+    p.add_argument(
+        "--realm",
+        metavar="NAME",
+        help="the imageguard.share_realm of the site (default: its root's real path)",
+    )
     secret_file_option(p)
 
     p = command("share-revoke", cmd_share_revoke, "refuse one share link (URL or signature)")

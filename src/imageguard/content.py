@@ -20,6 +20,7 @@ Refusals are kept too, so a hostile file costs one read, however often it is ask
 
 from __future__ import annotations
 
+import mimetypes
 import os
 import struct
 import threading
@@ -36,7 +37,7 @@ from .errors import (
     UnreadableFile,
     UnreadableImage,
 )
-from .fileversion import FileVersion
+from .fileversion import FileVersion, open_file
 
 #: The Pillow format each extension promises.
 EXTENSION_FORMATS: dict[str, str] = {
@@ -51,6 +52,35 @@ EXTENSION_FORMATS: dict[str, str] = {
     ".tif": "TIFF",
     ".tiff": "TIFF",
 }
+
+#: The media type Apache is told to send for an image in each format.
+FORMAT_MEDIA_TYPES: dict[str, str] = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "GIF": "image/gif",
+    "WEBP": "image/webp",
+    "BMP": "image/bmp",
+    "TIFF": "image/tiff",
+}
+
+
+def media_type(extension: str) -> str:
+    """The media type of files named with *extension* (``.jpg``: ``image/jpeg``).
+
+    imageguard sets the Content-Type itself (Apache never sees the image's name, see
+    :mod:`imageguard.adapters`), from this table for the formats it verifies and from
+    the system's ``/etc/mime.types`` for others; ConfigError unless it is an image type.
+    """
+    ext = extension.lower()
+    fmt = EXTENSION_FORMATS.get(ext)
+    found = FORMAT_MEDIA_TYPES[fmt] if fmt else mimetypes.guess_type(f"x{ext}", strict=False)[0]
+    if not found or not found.startswith("image/"):
+        raise ConfigError(
+            f"imageguard.extensions: {extension} files are {found or 'of no known type'}, "
+            "not images; imageguard only serves images"
+        )
+    return found
+
 
 #: 50 megapixels: a 24-megapixel camera picture passes, a 10,000 x 10,000 bomb does not.
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -99,15 +129,26 @@ def check_pixels(width: int, height: int, max_pixels: int) -> None:
         )
 
 
-def identify(path: str, expected: str, decoders: Iterable[str], max_pixels: int) -> ImageInfo:
+def identify(
+    path: str,
+    expected: str,
+    decoders: Iterable[str],
+    max_pixels: int,
+    version: FileVersion | None = None,
+) -> ImageInfo:
     """Read the header of the image file *path*; raise :class:`ContentError` unless it is
     an *expected*-format image of at most *max_pixels* pixels.
 
     Only the *decoders* named may look at the file, so a format nobody allowed (an EPS,
-    say, which Pillow would hand to Ghostscript) is never parsed at all.
+    say, which Pillow would hand to Ghostscript) is never parsed at all. With *version*,
+    the file read must be that version (see :func:`~imageguard.fileversion.open_version`):
+    a file swapped since it was checked raises :class:`~imageguard.errors.FileChanged`
+    instead of lending its verdict to the other.
     """
     try:
-        with Image.open(path, formats=list(decoders)) as image:
+        with open_file(path, version) as handle, Image.open(
+            handle, formats=list(decoders)
+        ) as image:
             found = image.format or "?"
             found = SAME_FORMAT.get(found, found)
             if found != expected:
@@ -122,7 +163,7 @@ def identify(path: str, expected: str, decoders: Iterable[str], max_pixels: int)
                 "A" in image.mode or "transparency" in image.info,
             )
     except UnidentifiedImageError:
-        if _is_empty(path):
+        if (version.size == 0) if version is not None else _is_empty(path):
             raise UnreadableImage("file is empty") from None
         raise FormatMismatch(f"file is not a {expected} image (nor any allowed format)") from None
     except Image.DecompressionBombError as exc:
@@ -174,7 +215,7 @@ class ContentChecker:
         key = (version, extension)
         verdict = self._verdicts.get(key)
         if verdict is None:  # UnreadableFile from here on is raised, and not kept
-            verdict = self._verdict(path, extension)
+            verdict = self._verdict(path, extension, version)
             with self._lock:
                 if len(self._verdicts) >= self._limit:
                     self._verdicts.clear()
@@ -184,12 +225,14 @@ class ContentChecker:
         error, message = verdict
         raise error(message)
 
-    def _verdict(self, path: str, extension: str) -> ImageInfo | tuple[type[ContentError], str]:
+    def _verdict(
+        self, path: str, extension: str, version: FileVersion
+    ) -> ImageInfo | tuple[type[ContentError], str]:
         expected = self.formats.get(extension)
         if expected is None:
             return (FormatMismatch, f"extension {extension!r} is not verified")
         try:
-            return identify(path, expected, self.decoders, self.max_pixels)
+            return identify(path, expected, self.decoders, self.max_pixels, version)
         except UnreadableFile:
             raise  # a refused read (permissions, too many open files) may pass: not kept
         except ContentError as exc:

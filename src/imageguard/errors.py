@@ -97,5 +97,10 @@ class ImageTooLarge(ContentError):
     """The image has more pixels than ``imageguard.max_pixels`` (a decompression bomb)."""
 
 
+class FileChanged(ImageGuardError):
+    """The file at a checked path is no longer the file that was checked (replaced, moved,
+    turned into a link or removed in between); nothing of it is read or sent."""
+
+
 class RenditionError(ImageGuardError):
     """A rendition could not be made or stored (a full disk, an unwritable cache)."""

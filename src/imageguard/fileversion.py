@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
-from typing import NamedTuple
+import stat
+from typing import BinaryIO, NamedTuple
+
+from .errors import FileChanged
 
 
 class FileVersion(NamedTuple):
@@ -29,3 +33,44 @@ class FileVersion(NamedTuple):
     def of(cls, st: os.stat_result) -> FileVersion:
         """The version described by a ``stat`` result."""
         return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+#: How a checked file is opened: read-only; the last name not followed (a link put there
+#: since the check fails to open); a FIFO put there cannot stall the open; not inherited
+#: by programs Apache starts.
+OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_GONE = (errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.ENXIO)
+
+
+def open_version(path: str, version: FileVersion) -> int:
+    """A read-only descriptor of *path*, if it is still the regular file at *version*.
+
+    The descriptor is what the caller reads or hands on, so whatever happens to the
+    name afterwards, the bytes are those of the file that was checked: the open file's
+    own ``fstat`` must match *version* (device, inode, size and times), so a file
+    swapped for another, or for a link to one, between the check and this open is
+    refused. Raises :class:`~imageguard.errors.FileChanged` when the file is not that
+    version any more (or gone, or now a link), :class:`OSError` when it cannot be
+    opened at all (permissions). The caller closes the descriptor.
+    """
+    try:
+        fd = os.open(path, OPEN_FLAGS)
+    except OSError as exc:
+        if exc.errno in _GONE:
+            raise FileChanged(f"{path} changed since it was checked: {exc.strerror}") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or FileVersion.of(st) != version:
+            raise FileChanged(f"{path} changed since it was checked")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_file(path: str, version: FileVersion | None = None) -> BinaryIO:
+    """*path* opened for reading as :func:`open_version` opens it (or, without a
+    *version* to hold it to, with the same flags and no check)."""
+    fd = os.open(path, OPEN_FLAGS) if version is None else open_version(path, version)
+    return os.fdopen(fd, "rb")

@@ -11,8 +11,15 @@ system, and refuses anything that is not a plain image file inside the protected
 * a real path (symbolic links resolved) outside the root;
 * anything that is not a regular file (a directory, a socket, a missing file).
 
+The name as requested is judged before anything is looked up on disk. A refusal that
+depends on the disk (not a regular file, a link leading outside the root or to a name
+that would be refused) is a 404, like a missing file, when the gate hides existence
+(``imageguard.deny_status 404``).
+
 An allowed verdict carries the real file's path and its :class:`FileVersion` (from the
-``stat`` the gate made anyway), so later steps need not look at the file again.
+``stat`` the gate made anyway). That ``stat`` is a check, not a promise: the file is
+opened afterwards with :func:`~imageguard.fileversion.open_version`, which refuses it
+unless it is still that version, and only that open file is ever sent.
 """
 
 from __future__ import annotations
@@ -110,9 +117,19 @@ class Gate:
     extensions: frozenset[str] = frozenset(DEFAULT_EXTENSIONS)
     alias: str = ""
     root_id: tuple[int, int] = (0, 0)
+    #: Refuse everything whose refusal depends on what is on disk (a directory, a FIFO,
+    #: a link leading outside the root or to a refused name) with 404, as a missing
+    #: file is refused: ``imageguard.deny_status 404`` hides what exists.
+    hide_existence: bool = False
 
     @classmethod
-    def create(cls, root: str, extensions: str | Iterable[str] = DEFAULT_EXTENSIONS) -> Gate:
+    def create(
+        cls,
+        root: str,
+        extensions: str | Iterable[str] = DEFAULT_EXTENSIONS,
+        *,
+        hide_existence: bool = False,
+    ) -> Gate:
         """Build a gate, resolving *root* to its real path and checking it is a directory."""
         if not root:
             raise ConfigError("imageguard.root is not set: name the protected directory")
@@ -127,6 +144,7 @@ class Gate:
             parse_extensions(extensions),
             alias=given if given != real else "",
             root_id=(st.st_dev, st.st_ino),
+            hide_existence=hide_existence,
         )
 
     def check(self, method: str, filename: str, path_info: str) -> GateVerdict:
@@ -153,25 +171,37 @@ class Gate:
             return GateVerdict(FORBIDDEN, "request did not map to a file"), None
         name = os.path.normpath(filename)
         requested, via_alias = self._below_root(name)
-        relpath, st, walk = self._resolve(name, requested)
-        if relpath is None:
-            return GateVerdict(FORBIDDEN, f"{filename} resolves outside {self.root}"), None
-        if not relpath:
+        # The name as asked is judged first, from the request alone: its refusal says
+        # nothing about what exists.
+        if requested == "":
             return GateVerdict(FORBIDDEN, "the root directory itself is not an image"), None
-        # The name asked for and the file it leads to must both pass; the asked-for name
-        # is unknown below the root when the root is reached through an unexpected link.
-        refusal = self._check_name(relpath)
-        if refusal is None and requested and requested != relpath:
+        if requested is not None:
             refusal = self._check_name(requested)
-        if refusal is not None:
-            return refusal, None
+            if refusal is not None:
+                return refusal, None
+        relpath, st, walk = self._resolve(name, requested)
+        # From here on every refusal depends on what is on disk.
+        if relpath is None:
+            return self._on_disk(FORBIDDEN, f"{filename} resolves outside {self.root}"), None
+        if not relpath:
+            return self._on_disk(FORBIDDEN, "the root directory itself is not an image"), None
+        if relpath != requested:  # reached through a link: the file it leads to must pass
+            refusal = self._check_name(relpath)
+            if refusal is not None:
+                return self._on_disk(refusal.status, refusal.reason), None
+            if not _is_utf8(relpath):
+                return self._on_disk(FORBIDDEN, "a link leads to a name that is not UTF-8"), None
         if st is None:
             return GateVerdict(NOT_FOUND, f"{relpath}: no such file"), None
         if not stat.S_ISREG(st.st_mode):
-            return GateVerdict(FORBIDDEN, f"{relpath} is not a regular file"), None
+            return self._on_disk(FORBIDDEN, f"{relpath} is not a regular file"), None
         path = f"{self.root.rstrip('/')}/{relpath}"
         verdict = GateVerdict(OK, "allowed", relpath, path, FileVersion.of(st))
         return verdict, Admission(verdict, walk, via_alias) if walk else None
+
+    def _on_disk(self, status: int, reason: str) -> GateVerdict:
+        """A refusal that depends on what is on disk: 404 when existence is hidden."""
+        return GateVerdict(NOT_FOUND if self.hide_existence else status, reason)
 
     def still_admits(self, admission: Admission) -> bool:
         """True when an earlier admission still holds: the same walk meets no link and
@@ -258,3 +288,15 @@ class Gate:
         if ext not in self.extensions:
             return GateVerdict(FORBIDDEN, f"extension {ext or '(none)'!r} not allowed")
         return None
+
+
+def _is_utf8(name: str) -> bool:
+    """False for a name read from disk whose bytes are not UTF-8 (Python keeps them as
+    lone surrogates, which nothing downstream can encode)."""
+    if name.isascii():
+        return True
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -4,7 +4,9 @@
     PythonAuthenHandler imageguard.handlers   # who is asking, from the application's session
     PythonAuthzHandler  imageguard.handlers   # what they may see, from the ACL store
 
-(the access handler also works alone, from an ``.htaccess`` file).
+(the access handler also works alone, from an ``.htaccess`` file). Every one of them
+schedules :func:`fixuphandler` for its request, which refuses anything no imageguard
+handler admitted: a ``PythonFixupHandler`` line is not needed.
 
 This module is deliberately tiny, imports nothing when it is loaded, and is published
 in ``sys.modules`` only once it has run to the end (see ``imageguard/__init__.py``):
@@ -12,26 +14,52 @@ mod_python's ``import_module()`` hands out a module found in ``sys.modules`` wit
 waiting for its import to finish, so under a threaded MPM requests arriving together
 at a fresh Apache child could otherwise find a half-run module and fail with a 500.
 Each function's ``import`` of :mod:`imageguard.adapters` waits, as Python's import
-system does, until the implementation is complete.
+system does, until the implementation is complete. Should that import fail (Pillow
+missing from Apache's ``PythonPath``, say), the request is refused with a 500 and one
+log line, never a traceback, not even with ``PythonDebug On``.
 """
+
+
+def _unavailable(req, exc: BaseException) -> int:  # noqa: ANN001
+    """Refuse a request whose handler could not be loaded (500, one log line)."""
+    try:  # noqa: SIM105 - contextlib is not imported here (see the module docstring)
+        req.log_error(f"imageguard: refused, its handlers cannot be loaded: {exc!r}"[:2000], 3)
+    except BaseException:
+        pass
+    return 500
 
 
 def accesshandler(req):  # noqa: ANN001, ANN201 - mod_python's request object, an int status
     """Access phase: refuse methods, path tricks and files the gate does not allow."""
-    from .adapters import accesshandler as handle
-
+    try:
+        from .adapters import accesshandler as handle
+    except Exception as exc:
+        return _unavailable(req, exc)
     return handle(req)
 
 
 def authenhandler(req):  # noqa: ANN001, ANN201
     """Authentication phase: ``req.user`` from the application's session, read-only."""
-    from .adapters import authenhandler as handle
-
+    try:
+        from .adapters import authenhandler as handle
+    except Exception as exc:
+        return _unavailable(req, exc)
     return handle(req)
 
 
 def authzhandler(req):  # noqa: ANN001, ANN201
     """Authorization phase: serve the image only if the ACL grants a served level."""
-    from .adapters import authzhandler as handle
+    try:
+        from .adapters import authzhandler as handle
+    except Exception as exc:
+        return _unavailable(req, exc)
+    return handle(req)
 
+
+def fixuphandler(req):  # noqa: ANN001, ANN201
+    """Fixup phase: refuse what no imageguard handler admitted (scheduled by each)."""
+    try:
+        from .adapters import fixuphandler as handle
+    except Exception as exc:
+        return _unavailable(req, exc)
     return handle(req)

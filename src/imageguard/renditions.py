@@ -24,16 +24,14 @@ Any failure of Pillow on a hostile or damaged file is a
 from __future__ import annotations
 
 import io
-import os
 import string
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from PIL import Image, ImageDraw, ImageFont
 
 from .content import SAME_FORMAT, ImageInfo, check_pixels
-from .errors import ContentError, ImageTooLarge, UnreadableFile, UnreadableImage
-from .fileversion import FileVersion
+from .errors import ContentError, FileChanged, ImageTooLarge, UnreadableFile, UnreadableImage
+from .fileversion import FileVersion, open_file
 from .levels import Level
 
 #: Bumped whenever the way renditions are made changes, so old cached ones are not used.
@@ -226,16 +224,6 @@ def _reduced(image: Image.Image, info: ImageInfo, max_side: int) -> Image.Image:
     return normalised(image)
 
 
-def _open_version(path: str, version: FileVersion | None) -> BinaryIO:
-    """The file *path*, refused if it is a symbolic link or not the *version* checked."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    handle = os.fdopen(fd, "rb")
-    if version is not None and FileVersion.of(os.fstat(fd)) != version:
-        handle.close()
-        raise UnreadableImage("the file changed between its check and its rendering")
-    return handle
-
-
 def _icc_profile(icc: bytes | None, source_mode: str, result: Image.Image) -> bytes | None:
     """The source's ICC profile *icc* when it still describes the result's colours."""
     if not icc or source_mode not in ("RGB", "RGBA", "L", "LA"):
@@ -284,7 +272,7 @@ def make_rendition(
     check_pixels(info.width, info.height, max_pixels)
     try:
         with (
-            _open_version(path, version) as handle,
+            open_file(path, version) as handle,
             Image.open(handle, formats=[info.format]) as source,
         ):
             found = SAME_FORMAT.get(source.format or "?", source.format)
@@ -299,7 +287,7 @@ def make_rendition(
             return encoded(
                 image, output_format(info), spec.variant, _icc_profile(icc, source_mode, image)
             )
-    except ContentError:
+    except (ContentError, FileChanged):
         raise
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(f"Pillow refuses it as a decompression bomb: {exc}") from None

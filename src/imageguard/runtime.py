@@ -16,16 +16,16 @@ from math import inf
 
 from . import sharelinks
 from .acl import Decision
-from .content import EXTENSION_FORMATS, ContentChecker, ImageInfo
+from .content import EXTENSION_FORMATS, FORMAT_MEDIA_TYPES, ContentChecker, ImageInfo, media_type
 from .cookies import find_cookie
 from .errors import ConfigError, ContentError, ShareLinkError, TicketError, TicketExpired
 from .fileversion import FileVersion
-from .gate import ALLOWED_METHODS, UNSUPPORTED_MEDIA_TYPE, Admission, Gate, GateVerdict
+from .gate import ALLOWED_METHODS, Admission, Gate, GateVerdict
 from .levels import Level
 from .placeholder import PLACEHOLDER_NAME, locked_image
 from .principals import ANONYMOUS, Identity
 from .renditioncache import RenditionCache
-from .renditions import RenditionSpec, watermark_text
+from .renditions import RenditionSpec, output_format, watermark_text
 from .secretfile import SecretFile
 from .sessions import (
     LockFactory,
@@ -42,6 +42,7 @@ from .tickets import (
     ParsedTicket,
     TicketVerifier,
     VerifiedTicket,
+    check_timeout,
     decode_cookie_value,
     parse_ticket,
 )
@@ -63,6 +64,7 @@ class PlannedRendition:
     version: FileVersion
     info: ImageInfo
     spec: RenditionSpec
+    media_type: str
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,13 @@ class Runtime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.gate = Gate.create(settings.root, settings.extensions)
+        self.gate = Gate.create(
+            settings.root, settings.extensions, hide_existence=settings.deny_status == 404
+        )
+        #: The media type of each allowed extension: Apache is told it, never the name.
+        self._media_types = {ext: media_type(ext) for ext in settings.extensions}
+        #: The realm share links are checked against (the root's real path by default).
+        self.share_realm = settings.share_realm or self.gate.root
         self.sessions: SessionReader | None = None
         if settings.session_source == "modpython":
             self.sessions = make_reader(
@@ -107,6 +115,14 @@ class Runtime:
         self._preview_specs: dict[str, RenditionSpec] = {}
         #: The Cache-Control of what is served (worked out once, sent every time).
         self.cache_control = f"private, max-age={settings.max_age}"
+        #: Refusals that depend on what exists are 404s, like denials (deny_status 404).
+        self.hides_existence = settings.deny_status == 404
+        #: No ACL store: the gate alone decides (an access handler from an .htaccess).
+        self.gate_only = settings.acl_db is None
+        #: The cookie a login is read from.
+        self.login_cookie = (
+            settings.tkt_cookie if settings.session_source == "auth_tkt" else settings.cookie_name
+        )
         #: Reading a DbmSession takes mod_python's dbm mutex; no other login does.
         self.needs_dbm_lock = (
             settings.session_source == "modpython" and settings.session_type == "DbmSession"
@@ -123,7 +139,9 @@ class Runtime:
         self._secret_file = (
             SecretFile(settings.tkt_secret_file) if settings.tkt_secret_file else None
         )
-        self._verifier = self._make_verifier((b"",))  # checks the ticket options now
+        check_timeout(settings.tkt_timeout, settings.tkt_allow_no_timeout)
+        # Built at the first ticket, from the secrets then in the file (never without).
+        self._verifier: TicketVerifier | None = None
         if settings.session_source == "auth_tkt" and self._secret_file is None:
             raise ConfigError("imageguard.session auth_tkt needs imageguard.tkt_secret_file")
         # sid -> (the stored session object, the login it gives): the session reader
@@ -157,32 +175,38 @@ class Runtime:
         return self._renditions
 
     def admit(self, method: str, filename: str, path_info: str) -> GateVerdict:
-        """The gate's verdict on a request, with the file's content verified when allowed.
+        """The gate's verdict on a request (what the file is, not whether it is shown).
 
         An allowed verdict reached without symbolic links is remembered by file name,
         with the paths the gate looked at; it is used again while :meth:`Gate.still_admits`
         finds the same walk, free of links, ending at the same version of the file. A
-        repeated request then costs those ``lstat`` calls, not the gate's checks and the
-        content check; any change sends it through the whole gate again.
+        repeated request then costs those ``lstat`` calls, not the gate's checks; any
+        change sends it through the whole gate again.
         """
         if method in ALLOWED_METHODS and not path_info:
             known = self._admitted.get(filename)
             if known is not None and self.gate.still_admits(known):
                 return known.verdict
         verdict, admission = self.gate.admit(method, filename, path_info)
-        if not verdict.allowed:
-            return verdict
-        if self.settings.verify_content:
-            assert verdict.version is not None
-            try:
-                self.content.check(verdict.path, verdict.version)
-            except ContentError as exc:
-                return GateVerdict(UNSUPPORTED_MEDIA_TYPE, f"{verdict.relpath}: {exc}")
         if admission is not None and len(filename) <= _ADMITTED_NAME_LIMIT:
             if len(self._admitted) >= _ADMITTED_LIMIT:
                 self._admitted.clear()
             self._admitted[filename] = admission
         return verdict
+
+    def check_content(self, verdict: GateVerdict) -> None:
+        """ContentError unless the admitted file holds the image its name promises (when
+        ``imageguard.verify_content`` is on; the verdict is kept per file version)."""
+        if self.settings.verify_content:
+            assert verdict.version is not None
+            try:
+                self.content.check(verdict.path, verdict.version)
+            except ContentError as exc:
+                raise type(exc)(f"{verdict.relpath}: {exc}") from None
+
+    def media_type(self, path: str) -> str:
+        """The Content-Type of an admitted original, from its (allowed) extension."""
+        return self._media_types[path[path.rfind(".") :].lower()]
 
     @property
     def placeholder(self) -> str | None:
@@ -203,7 +227,8 @@ class Runtime:
         spec = self._preview_spec(viewer, host) if variant is Level.PREVIEW else self._thumb_spec
         info = self.content.check(verdict.path, verdict.version)
         path = self.renditions.path_for(verdict.relpath, verdict.version, info, spec)
-        return PlannedRendition(path, verdict.relpath, verdict.version, info, spec)
+        media = FORMAT_MEDIA_TYPES[output_format(info)]
+        return PlannedRendition(path, verdict.relpath, verdict.version, info, spec, media)
 
     def _preview_spec(self, viewer: str, host: str) -> RenditionSpec:
         """The preview to make for *viewer* on *host* today (one object per watermark)."""
@@ -269,7 +294,7 @@ class Runtime:
         current = time.time() if now is None else now
         secrets = self.secrets()
         verifier = self._verifier
-        if verifier.secrets is not secrets:
+        if verifier is None or verifier.secrets is not secrets:
             verifier = self._verifier = self._make_verifier(secrets)
         try:
             # The ticket as its parts, whatever the dress of the cookie: many spellings
@@ -309,7 +334,7 @@ class Runtime:
         """The grant of the share link in *query* for *relpath*; ShareLinkError if invalid."""
         if self._secret_file is None:
             raise ShareLinkError("share links need imageguard.tkt_secret_file")
-        grant = sharelinks.verify(relpath, query, self.secrets(), now)
+        grant = sharelinks.verify(relpath, query, self.secrets(), now, realm=self.share_realm)
         if self.acl.signature_revoked(grant.signature):
             raise ShareLinkError("share link was revoked")
         return grant

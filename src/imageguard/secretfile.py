@@ -18,10 +18,32 @@ from __future__ import annotations
 import os
 import stat
 import threading
+from collections.abc import Iterable
 
 from .errors import ConfigError
 
 MIN_SECRET_LENGTH = 16
+
+
+def check_secrets(secrets: Iterable[bytes], what: str = "signing secrets") -> tuple[bytes, ...]:
+    """*secrets* as a tuple, if there is at least one and each has :data:`MIN_SECRET_LENGTH`
+    bytes or more; :class:`ConfigError` otherwise.
+
+    Every signer and verifier of tickets and share links calls this, whatever gave it
+    its keys: an empty or short key can never sign or accept anything.
+    """
+    found = secrets if isinstance(secrets, tuple) else tuple(secrets)  # kept: callers compare it
+    if not found:
+        raise ConfigError(f"no {what}: at least one secret is needed")
+    for secret in found:
+        if not isinstance(secret, bytes):
+            raise ConfigError(f"{what} must be bytes, not {type(secret).__name__}")
+        if len(secret) < MIN_SECRET_LENGTH:
+            raise ConfigError(
+                f"{what}: a secret needs at least {MIN_SECRET_LENGTH} bytes, "
+                f"one has {len(secret)}"
+            )
+    return found
 
 
 def parse_secrets(text: str, source: str = "secret file") -> tuple[bytes, ...]:
@@ -38,7 +60,7 @@ def parse_secrets(text: str, source: str = "secret file") -> tuple[bytes, ...]:
         secrets.append(secret.encode("utf-8"))
     if not secrets:
         raise ConfigError(f"{source} holds no secret")
-    return tuple(secrets)
+    return check_secrets(secrets, source)
 
 
 class SecretFile:

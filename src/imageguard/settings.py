@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from .content import DEFAULT_MAX_PIXELS, EXTENSION_FORMATS
+from .content import DEFAULT_MAX_PIXELS, EXTENSION_FORMATS, media_type
 from .durations import parse_duration
-from .errors import ConfigError
+from .errors import ConfigError, ShareLinkError
 from .gate import DEFAULT_EXTENSIONS, parse_extensions
 from .renditions import (
     DEFAULT_PREVIEW_SIZE,
@@ -25,6 +25,7 @@ from .renditions import (
     check_watermark_template,
 )
 from .sessions import DEFAULT_COOKIE, SessionKeys
+from .sharelinks import check_realm
 from .tickets import DEFAULT_DIGEST, DEFAULT_TIMEOUT_S, check_digest_name
 
 PREFIX = "imageguard."
@@ -65,6 +66,8 @@ OPTIONS: dict[str, str] = {
     "imageguard.max_pixels": "refuse images with more pixels than this (default 50000000)",
     "imageguard.placeholder": "on to answer denied image requests with a lock picture "
     "(default off)",
+    "imageguard.share_realm": "where share links are valid: links signed for another "
+    "realm are refused (default: the root's real path)",
 }
 SESSION_SOURCES = ("modpython", "auth_tkt")
 
@@ -142,6 +145,12 @@ class Settings:
     verify_content: bool = True
     max_pixels: int = DEFAULT_MAX_PIXELS
     placeholder: bool = False
+    share_realm: str = ""
+
+    @property
+    def link_realm(self) -> str:
+        """The realm share links for this root are signed for and checked against."""
+        return self.share_realm or os.path.realpath(self.root)
 
     @classmethod
     def from_options(cls, options: Mapping[str, str], default_root: str = "") -> Settings:
@@ -174,6 +183,8 @@ class Settings:
                 f"{' and '.join(SESSION_TYPES)} (a MemorySession is invisible to other requests)"
             )
         extensions = parse_extensions(options.get("imageguard.extensions", DEFAULT_EXTENSIONS))
+        for extension in sorted(extensions):
+            media_type(extension)  # ConfigError for an extension that does not name images
         verify_content = _flag(options, "imageguard.verify_content", True)
         unverifiable = sorted(ext for ext in extensions if ext not in EXTENSION_FORMATS)
         if verify_content and unverifiable:
@@ -208,6 +219,12 @@ class Settings:
             )
         except ValueError as exc:
             raise ConfigError(f"imageguard.watermark: {exc}") from None
+        share_realm = options.get("imageguard.share_realm", "").strip()
+        if share_realm:
+            try:
+                check_realm(share_realm)
+            except ShareLinkError as exc:
+                raise ConfigError(f"imageguard.share_realm: {exc}") from None
         return cls(
             root=options.get("imageguard.root", "").strip() or default_root,
             extensions=extensions,
@@ -238,6 +255,7 @@ class Settings:
             verify_content=verify_content,
             max_pixels=max_pixels,
             placeholder=placeholder,
+            share_realm=share_realm,
         )
 
 

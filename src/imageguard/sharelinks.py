@@ -5,13 +5,23 @@ A link is the image's URL with four query parameters::
     /images/gallery/cat.jpg?ig_exp=1795470000&ig_lvl=preview&ig_user=bob&ig_sig=...
 
 ``ig_user`` is optional (without it, whoever holds the link may use it, logged in or
-not). ``ig_sig`` is an HMAC-SHA256, base64url without padding, over the path below the
-root, the level, the expiry (Unix time) and the user, each on its own line after a
-version tag. Its key is derived from a secret of the secret file with its own label,
-so a share-link signature can never be replayed as a ticket digest or the other way round.
+not). ``ig_sig`` is an HMAC-SHA256, base64url without padding, over the link's *realm*,
+the path below the root, the level, the expiry (Unix time) and the user, each on its
+own line after a version tag. Its key is derived from a secret of the secret file with
+its own label, so a share-link signature can never be replayed as a ticket digest or
+the other way round.
+
+The realm names where a link is valid: by default the protected root's real path
+(``imageguard.share_realm`` names another). Two roots that share a secret file then
+still refuse each other's links, and a link revoked in one root's store cannot be
+replayed on another. Links of the first format (``imageguard-share-v1``, made before
+realms existed) named no root, so no root can tell whether one was made for it: they
+are refused everywhere and must be issued again.
+
 Verification tries every secret of the file (rotation), compares in constant time, and
-refuses a link whose path, level, expiry or user was changed, that has expired, or
-whose secret has left the file. Links can also be revoked one by one (in the store).
+refuses a link whose realm, path, level, expiry or user was changed, that has expired,
+whose signature is not base64url text, or whose secret has left the file. Links can
+also be revoked one by one (in the store).
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
@@ -27,24 +38,40 @@ from dataclasses import dataclass
 from .errors import ShareLinkError
 from .levels import Level, parse_level
 from .principals import check_name
+from .secretfile import check_secrets
 
 PARAM_EXPIRES = "ig_exp"
 PARAM_LEVEL = "ig_lvl"
 PARAM_USER = "ig_user"
 PARAM_SIGNATURE = "ig_sig"
 PARAMS = (PARAM_EXPIRES, PARAM_LEVEL, PARAM_USER, PARAM_SIGNATURE)
-_VERSION = b"imageguard-share-v1"
+_VERSION = b"imageguard-share-v2"
 _KEY_LABEL = b"imageguard share link key"
+
+
+#: What a signature looks like: 32 bytes of HMAC-SHA256 as base64url without padding.
+_SIGNATURE_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
+_EXPIRY_SHAPE = re.compile(r"[0-9]{1,12}")
+
+
+def check_realm(realm: str) -> str:
+    """*realm* if it can name a link's realm (text on one line), else ShareLinkError."""
+    if not realm or "\n" in realm or "\r" in realm or "\0" in realm:
+        raise ShareLinkError(f"share link realm {realm!r} must be one non-empty line")
+    return realm
 
 
 def _key(secret: bytes) -> bytes:
     return hmac.new(secret, _KEY_LABEL, hashlib.sha256).digest()
 
 
-def _signature(secret: bytes, relpath: str, level: Level, expires: int, user: str) -> str:
+def _signature(
+    secret: bytes, realm: str, relpath: str, level: Level, expires: int, user: str
+) -> bytes:
     payload = b"\n".join(
         [
             _VERSION,
+            realm.encode("utf-8"),
             relpath.encode("utf-8"),
             level.label.encode(),
             str(expires).encode(),
@@ -52,7 +79,7 @@ def _signature(secret: bytes, relpath: str, level: Level, expires: int, user: st
         ]
     )
     mac = hmac.new(_key(secret), payload, hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
+    return base64.urlsafe_b64encode(mac).rstrip(b"=")
 
 
 @dataclass(frozen=True)
@@ -67,18 +94,31 @@ class ShareGrant:
 
 
 def sign(
-    relpath: str, level: str | Level, expires: int, secret: bytes, user: str = ""
+    relpath: str,
+    level: str | Level,
+    expires: int,
+    secret: bytes,
+    user: str = "",
+    *,
+    realm: str,
 ) -> dict[str, str]:
-    """The query parameters of a link for *relpath* (the caller builds the URL)."""
+    """The query parameters of a link for *relpath* in *realm* (the caller builds the URL).
+
+    *realm* must be the realm of the root that will check the link (its real path,
+    unless ``imageguard.share_realm`` says otherwise).
+    """
     grant = parse_level(str(level))
     if grant is Level.DENY:
         raise ShareLinkError("a share link cannot grant 'deny'")
     if user:
         check_name(user, "user")
-    params = {PARAM_EXPIRES: str(int(expires)), PARAM_LEVEL: grant.label}
+    (key,) = check_secrets((secret,), "share link secret")
+    stamp = int(expires)
+    params = {PARAM_EXPIRES: str(stamp), PARAM_LEVEL: grant.label}
     if user:
         params[PARAM_USER] = user
-    params[PARAM_SIGNATURE] = _signature(secret, relpath, grant, int(expires), user)
+    signature = _signature(key, check_realm(realm), relpath, grant, stamp, user)
+    params[PARAM_SIGNATURE] = signature.decode("ascii")
     return params
 
 
@@ -94,25 +134,45 @@ def carries_link(query: str) -> bool:
 
 
 def verify(
-    relpath: str, query: str, secrets: Sequence[bytes], now: float | None = None
+    relpath: str,
+    query: str,
+    secrets: Sequence[bytes],
+    now: float | None = None,
+    *,
+    realm: str,
 ) -> ShareGrant:
-    """Check the link in *query* for the image *relpath*; :class:`ShareLinkError` if bad."""
+    """Check the link in *query* for the image *relpath* of *realm*.
+
+    Raises :class:`ShareLinkError` for any link that does not grant anything, whatever
+    bytes the query holds: malformed, tampered, for another image or realm, expired.
+    """
+    keys = check_secrets(secrets, "share link secrets")
     fields = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+    signature = fields.get(PARAM_SIGNATURE, "")
+    expiry = fields.get(PARAM_EXPIRES, "")
+    # Checked for shape before anything is compared: an HMAC compares bytes, and
+    # int() would accept digits of every script and surrounding spaces.
+    if not _SIGNATURE_SHAPE.fullmatch(signature) or not _EXPIRY_SHAPE.fullmatch(expiry):
+        raise ShareLinkError("share link is missing or has malformed parameters")
     try:
-        signature = fields[PARAM_SIGNATURE]
-        expires = int(fields[PARAM_EXPIRES])
-        level = parse_level(fields[PARAM_LEVEL])
-    except (KeyError, ValueError):
+        level = parse_level(fields.get(PARAM_LEVEL, ""))
+    except ValueError:
         raise ShareLinkError("share link is missing or has malformed parameters") from None
-    user = fields.get(PARAM_USER, "")
     if level is Level.DENY:
         raise ShareLinkError("share link names level deny")
+    user = fields.get(PARAM_USER, "")
+    expires = int(expiry)
+    given = signature.encode("ascii")
     matched = False
-    for secret in secrets:
-        if hmac.compare_digest(_signature(secret, relpath, level, expires, user), signature):
+    for secret in keys:
+        expected = _signature(secret, realm, relpath, level, expires, user)
+        if hmac.compare_digest(expected, given):
             matched = True
     if not matched:
-        raise ShareLinkError("share link signature does not match (changed, or secret retired)")
+        raise ShareLinkError(
+            "share link signature does not match (changed, made for another root, "
+            "or its secret retired)"
+        )
     if (time.time() if now is None else now) > expires:
         raise ShareLinkError("share link has expired")
     return ShareGrant(relpath, level, expires, user, signature)

@@ -47,6 +47,7 @@ from .errors import (
     TicketFromFuture,
 )
 from .principals import check_name
+from .secretfile import check_secrets
 
 #: The digest algorithms a ticket may use, by the names used in the options.
 DIGESTS: dict[str, Callable[..., Any]] = {
@@ -197,6 +198,17 @@ def _groups(tokens: str) -> frozenset[str]:
     return frozenset(groups)
 
 
+def check_timeout(timeout: int, allow_no_timeout: bool = False) -> None:
+    """ConfigError unless *timeout* (seconds) is a lifetime tickets may be given."""
+    if timeout < 0:
+        raise ConfigError("imageguard.tkt_timeout must not be negative")
+    if timeout == 0 and not allow_no_timeout:
+        raise ConfigError(
+            "imageguard.tkt_timeout 0 would accept a stolen ticket forever; "
+            "set imageguard.tkt_allow_no_timeout on if you really mean it"
+        )
+
+
 @dataclass(frozen=True)
 class TicketVerifier:
     """Verifies auth_tkt tickets against a list of secrets, newest first.
@@ -207,7 +219,10 @@ class TicketVerifier:
         ticket = verifier.verify(cookie_value, client_ip="192.0.2.7")
 
     Every refusal raises a subclass of :class:`~imageguard.errors.TicketError` whose
-    message says why (for the log; the client only ever sees a refusal).
+    message says why (for the log; the client only ever sees a refusal). Building one
+    without a secret, or with one shorter than
+    :data:`~imageguard.secretfile.MIN_SECRET_LENGTH` bytes, raises
+    :class:`~imageguard.errors.ConfigError`.
     """
 
     secrets: Sequence[bytes] = ()
@@ -219,13 +234,9 @@ class TicketVerifier:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "digest", check_digest_name(self.digest))
-        if self.timeout < 0:
-            raise ConfigError("imageguard.tkt_timeout must not be negative")
-        if self.timeout == 0 and not self.allow_no_timeout:
-            raise ConfigError(
-                "imageguard.tkt_timeout 0 would accept a stolen ticket forever; "
-                "set imageguard.tkt_allow_no_timeout on if you really mean it"
-            )
+        check_timeout(self.timeout, self.allow_no_timeout)
+        # No verifier exists without usable keys: an empty secret would let anyone sign.
+        object.__setattr__(self, "secrets", check_secrets(self.secrets, "ticket secrets"))
 
     def verify(
         self, cookie_value: str, client_ip: str = "", now: float | None = None
@@ -238,8 +249,6 @@ class TicketVerifier:
         self, ticket: ParsedTicket, client_ip: str = "", now: float | None = None
     ) -> VerifiedTicket:
         """:meth:`verify` for a ticket already split into its parts (:func:`parse_ticket`)."""
-        if not self.secrets:
-            raise ConfigError("no ticket secret configured")
         ip = self._signed_ip(client_ip)
         signed_uid = self._check_signature(ticket, ip)
         self._check_time(ticket.timestamp, time.time() if now is None else now)
@@ -308,11 +317,15 @@ def issue_ticket(
     a ``!`` or ``,`` in a group, and a NUL anywhere raise :class:`ValueError`, as does an
     empty secret, and so does a user name holding a ``%`` escape (``a%41``): mod_auth_tkt
     would read it as written but Pyramid, which URL-unquotes user ids, as another name.
+    So does an empty *secret*, or one shorter than
+    :data:`~imageguard.secretfile.MIN_SECRET_LENGTH` bytes.
     Pass the client's *ip* only when tickets are bound to addresses.
     """
     key = secret.encode("utf-8") if isinstance(secret, str) else secret
-    if not key:
-        raise ValueError("a ticket needs a secret")
+    try:
+        check_secrets((key,), "ticket secret")
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
     check_name(_check_part(user, "user name", "!"), "user")
     if urllib.parse.unquote(user) != user:
         raise ValueError(

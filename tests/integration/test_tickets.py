@@ -171,6 +171,7 @@ def test_revoke_one_ticket(site: Site) -> None:
 
 
 def share(
+    site: Site,
     relpath: str,
     level: str = "full",
     expires: int = 3600,
@@ -179,17 +180,19 @@ def share(
     secret: bytes = SECRET_B,
     prefix: str = IMG,
 ) -> str:
-    params = sharelinks.sign(relpath, level, int(time.time()) + expires, secret, user)
+    """A link for *relpath* signed for the realm of the site's root (its real path)."""
+    realm = str(site.root.resolve())
+    params = sharelinks.sign(relpath, level, int(time.time()) + expires, secret, user, realm=realm)
     return sharelinks.link(prefix, relpath, params)
 
 
 def test_share_link_grants_anonymous_access(site: Site) -> None:
     assert status(site, f"{IMG}/private/secret.jpg") == 401
-    url = share("private/secret.jpg")
+    url = share(site, "private/secret.jpg")
     got, _, body = site.request(url)
     assert got == 200 and body == (site.root / "private/secret.jpg").read_bytes()
     # The same link works where logins are mod_python sessions, too.
-    assert status(site, share("private/secret.jpg", prefix="/images")) == 200
+    assert status(site, share(site, "private/secret.jpg", prefix="/images")) == 200
 
 
 def test_share_link_made_by_the_cli(site: Site, tmp_path: object) -> None:
@@ -203,6 +206,8 @@ def test_share_link_made_by_the_cli(site: Site, tmp_path: object) -> None:
         "5m",
         "--url-path",
         IMG,
+        "--root",
+        str(site.root),
         "--secret-file",
         str(site.secrets),
     ).stdout.strip()
@@ -220,24 +225,26 @@ def test_share_link_made_by_the_cli(site: Site, tmp_path: object) -> None:
     ids=["other path", "other level", "other expiry", "other signature"],
 )
 def test_tampered_share_links_are_refused(site: Site, tamper: object) -> None:
-    url = tamper(share("private/secret.jpg"))  # type: ignore[operator]
+    url = tamper(share(site, "private/secret.jpg"))  # type: ignore[operator]
     assert status(site, url) == 401
 
 
 def test_expired_link_and_retired_secret(site: Site) -> None:
-    assert status(site, share("private/secret.jpg", expires=-5)) == 401
-    assert status(site, share("private/secret.jpg", secret=b"retired-secret-0123456789")) == 401
+    assert status(site, share(site, "private/secret.jpg", expires=-5)) == 401
+    assert (
+        status(site, share(site, "private/secret.jpg", secret=b"retired-secret-0123456789")) == 401
+    )
 
 
 def test_share_link_bound_to_a_user(site: Site) -> None:
-    url = share("private/secret.jpg", user="walter")
+    url = share(site, "private/secret.jpg", user="walter")
     assert status(site, url) == 401
     assert status(site, url, b64(raw_ticket("walter"))) == 200
     assert status(site, url, b64(raw_ticket("xena"))) == 403
 
 
 def test_revoked_share_link(site: Site) -> None:
-    url = share("private/secret.jpg")
+    url = share(site, "private/secret.jpg")
     assert status(site, url) == 200
     cli(site.db, "share-revoke", "http://example.org" + url)
     assert status(site, url) == 401
@@ -245,7 +252,7 @@ def test_revoked_share_link(site: Site) -> None:
 
 
 def test_share_link_below_full_gets_its_rendition(site: Site) -> None:
-    url = share("private/secret.jpg", level="thumb")
+    url = share(site, "private/secret.jpg", level="thumb")
     query = urllib.parse.urlsplit(url).query
     assert "ig_lvl=thumb" in query
     original = (site.root / "private/secret.jpg").read_bytes()

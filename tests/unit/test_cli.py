@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 import imageguard
+from imageguard import sharelinks
 from imageguard.cli import main
+from imageguard.errors import ShareLinkError
+from imageguard.secretfile import SecretFile
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -268,7 +272,7 @@ def test_ticket_needs_a_secret_file(
 
 
 def test_share_and_revocation_commands(
-    db: str, secret_file: str, capsys: pytest.CaptureFixture[str]
+    db: str, secret_file: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, url, _ = run(
         capsys,
@@ -284,11 +288,30 @@ def test_share_and_revocation_commands(
         secret_file,
         "--base-url",
         "https://example.org/",
+        "--realm",
+        "photos",
     )
     assert code == 0
     assert url.startswith("https://example.org/images/gallery/cat.jpg?ig_exp=")
     assert "ig_lvl=preview" in url and "ig_user=bob" in url
     assert url.strip().endswith("&v=preview")  # asks for the variant the link grants
+    query = url.split("?", 1)[1].strip()
+    secrets = SecretFile(secret_file).secrets()
+    grant = sharelinks.verify("gallery/cat.jpg", query, secrets, realm="photos")
+    assert grant.user == "bob"
+    with pytest.raises(ShareLinkError):  # signed for the realm "photos" only
+        sharelinks.verify("gallery/cat.jpg", query, secrets, realm=str(tmp_path))
+    code, root_url, _ = run(
+        capsys, "share", "a.jpg", "--level", "full", "--expires", "1h",
+        "--root", str(tmp_path), "--secret-file", secret_file,
+    )  # fmt: skip
+    realm = os.path.realpath(tmp_path)  # a site's realm: its root's real path
+    sharelinks.verify("a.jpg", root_url.split("?", 1)[1].strip(), secrets, realm=realm)
+    code, _, err = run(
+        capsys, "share", "a.jpg", "--level", "full", "--expires", "1h",
+        "--secret-file", secret_file,
+    )  # fmt: skip
+    assert code == 2 and "--root DIR or --conf FILE" in err
     code, _, err = run(
         capsys,
         "share",
@@ -297,6 +320,8 @@ def test_share_and_revocation_commands(
         "full",
         "--expires",
         "soon",
+        "--realm",
+        "photos",
         "--secret-file",
         secret_file,
     )

@@ -7,6 +7,7 @@ path returns an explicit status, that errors fail closed, and that log lines sta
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import types
 from collections.abc import Iterator
@@ -16,6 +17,12 @@ import pytest
 from PIL import Image
 
 from imageguard.store import AclStore
+
+
+def sent(req: FakeRequest) -> str:
+    """The real path of the file a handler handed to Apache (by its descriptor)."""
+    assert req.filename.startswith("/proc/self/fd/"), req.filename
+    return os.readlink(req.filename)
 
 
 class Table(dict):
@@ -38,6 +45,7 @@ def fake_apache() -> types.ModuleType:
         "APR_FINFO_MIN": 0x7170,
         "APR_REG": 1,
         "APLOG_ERR": 3,
+        "APLOG_WARNING": 4,
         "APLOG_INFO": 6,
     }
     for name, value in constants.items():
@@ -89,8 +97,24 @@ class FakeRequest:
         self.logged: list[tuple[str, int]] = []
         self._options = options
         self.allowed: list[str] = []
+        self.content_type: str | None = None
+        self.handler: str | None = None
+        self.added: list[tuple[str, str]] = []
+        self.cleanups: list[tuple[object, object]] = []
         for key, value in kw.items():
             setattr(self, key, value)
+
+    def add_handler(self, phase: str, handler: str) -> None:
+        self.added.append((phase, handler))
+
+    def register_cleanup(self, function: object, data: object) -> None:
+        self.cleanups.append((function, data))
+
+    def end(self) -> None:
+        """What Apache does when the request's pool goes: run the cleanups."""
+        for function, data in self.cleanups:
+            function(data)  # type: ignore[operator]
+        self.cleanups = []
 
     def get_options(self) -> dict[str, str]:
         return self._options
@@ -215,7 +239,8 @@ def test_content_that_is_not_an_image_is_415(
 ) -> None:
     root, options = site
     req = FakeRequest(root, "page.jpg", options)
-    assert handlers.accesshandler(req) == 415
+    assert handlers.accesshandler(req) == 0  # the gate: a file named like an image
+    assert handlers.authzhandler(req) == 415  # verified once the viewer may see it
     assert "page.jpg: file is not a JPEG image" in req.logged[0][0]
 
 
@@ -225,10 +250,12 @@ def test_thumb_level_swaps_in_the_rendition(
     root, options = site
     req = FakeRequest(root, "small.jpg", options)
     assert handlers.authzhandler(req) == 0
-    assert req.filename.startswith(options["imageguard.cache_dir"])
+    assert sent(req).startswith(options["imageguard.cache_dir"])
     assert req.finfo.fname == req.filename  # type: ignore[attr-defined]
+    assert req.content_type == "image/jpeg"
     assert Image.open(req.filename).size == (256, 192)
     assert req.headers_out["Cache-Control"] == "private, max-age=0"
+    req.end()
 
 
 def test_unknown_variant_is_400(
@@ -248,7 +275,7 @@ def test_placeholder_is_sent_with_the_deny_status(
     req = FakeRequest(root, "a.jpg", strict)
     assert handlers.authzhandler(req) == 0  # Apache sends the padlock file...
     assert req.status == 403  # ...with the deny status
-    assert req.filename.endswith("locked-v1.png")
+    assert sent(req).endswith("locked-v1.png") and req.content_type == "image/png"
     page = FakeRequest(root, "a.jpg", strict, headers={"Accept": "text/html"})
     assert handlers.authzhandler(page) == 403 and page.filename.endswith("a.jpg")
     no_downgrade = {**strict, "imageguard.downgrade": "off"}
@@ -282,7 +309,7 @@ def test_gatekeeper_does_all_three_phases(
     assert gatekeeper.accesshandler(req) == 405 and "IMAGEGUARD_ADMITTED" not in req.subprocess_env
     req = FakeRequest(root, "small.jpg", options)  # thumb for anyone: the rendition
     assert gatekeeper.accesshandler(req) == 0
-    assert req.filename.startswith(options["imageguard.cache_dir"])
+    assert sent(req).startswith(options["imageguard.cache_dir"])
     req = FakeRequest(root, "a.jpg", {**options, "imageguard.placeholder": "on"})
     assert gatekeeper.accesshandler(req) == 401  # anonymous: asked to log in, no padlock
     assert req.filename.endswith("a.jpg")
@@ -309,4 +336,229 @@ def test_a_rendition_that_cannot_be_found_after_making_is_500(
     req = FakeRequest(root, "small.jpg", options)
     assert handlers.authzhandler(req) == 500
     assert req.filename.endswith("small.jpg")  # the original was not swapped in
-    assert any("vanished before it could be sent" in message for message, _ in req.logged)
+    assert any("cannot be opened: No such file" in message for message, _ in req.logged)
+
+
+# --------------------------------------------------------------------------- the fixup
+
+
+def test_every_handler_schedules_the_fixup_once(
+    handlers: types.ModuleType, site: tuple[Path, dict[str, str]]
+) -> None:
+    root, options = site
+    req = FakeRequest(root, "open.jpg", options)
+    for phase in ("accesshandler", "authenhandler", "authzhandler"):
+        assert getattr(handlers, phase)(req) == 0
+    assert req.added == [("PythonFixupHandler", "imageguard.handlers::fixuphandler")]
+
+
+def test_fixup_passes_what_was_admitted_as_it_was_admitted(
+    handlers: types.ModuleType, site: tuple[Path, dict[str, str]]
+) -> None:
+    root, options = site
+    req = FakeRequest(root, "open.jpg", options)
+    assert handlers.authzhandler(req) == 0
+    assert sent(req) == str(root / "open.jpg") and req.content_type == "image/jpeg"
+    assert handlers.fixuphandler(req) == 0
+    req.end()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"handler": "type-map"}, "handler 'type-map' would serve the image"),
+        ({"handler": "cgi-script"}, "handler 'cgi-script' would serve the image"),
+        ({"content_type": "text/html"}, "Content-Type changed to 'text/html'"),
+        ({"filename": "/srv/other.jpg"}, "file name changed"),
+    ],
+)
+def test_fixup_refuses_what_changed_after_admission(
+    handlers: types.ModuleType,
+    site: tuple[Path, dict[str, str]],
+    change: dict[str, str],
+    message: str,
+) -> None:
+    root, options = site
+    req = FakeRequest(root, "open.jpg", options)
+    assert handlers.authzhandler(req) == 0
+    for name, value in change.items():
+        setattr(req, name, value)
+    assert handlers.fixuphandler(req) == 500
+    assert message in req.logged[-1][0]
+    req.end()
+
+
+def test_fixup_refuses_what_no_handler_admitted(
+    handlers: types.ModuleType, site: tuple[Path, dict[str, str]]
+) -> None:
+    root, options = site
+    req = FakeRequest(root, "open.jpg", options)
+    assert handlers.accesshandler(req) == 0  # an ACL store is set: authz must admit
+    assert handlers.fixuphandler(req) == 500  # ...and never ran
+    assert "authorization did not run" in req.logged[-1][0]
+
+
+def test_fixup_repeats_a_refusal_the_configuration_overrode(
+    handlers: types.ModuleType, site: tuple[Path, dict[str, str]]
+) -> None:
+    root, options = site
+    req = FakeRequest(root, "a.jpg", options, path_info="/x.jpg")
+    assert handlers.accesshandler(req) == 403
+    assert handlers.fixuphandler(req) == 403  # e.g. Satisfy Any let the request go on
+    req = FakeRequest(root, "a.jpg", options)
+    assert handlers.authenhandler(req) == 401
+    assert handlers.fixuphandler(req) == 401
+
+
+def test_access_handler_alone_sends_the_file(
+    handlers: types.ModuleType, site: tuple[Path, dict[str, str]]
+) -> None:
+    root, _options = site
+    gate_only = {"imageguard.root": str(root)}  # an .htaccess gate: no ACL store
+    req = FakeRequest(root, "a.jpg", gate_only)
+    assert handlers.accesshandler(req) == 0
+    assert sent(req) == str(root / "a.jpg")
+    assert handlers.fixuphandler(req) == 0
+    req.end()
+    assert handlers.accesshandler(FakeRequest(root, "page.jpg", gate_only)) == 415
+
+
+def test_descriptors_are_closed_when_the_request_ends(
+    handlers: types.ModuleType, site: tuple[Path, dict[str, str]]
+) -> None:
+    root, options = site
+    req = FakeRequest(root, "open.jpg", options)
+    assert handlers.authzhandler(req) == 0
+    fd = int(req.filename.rsplit("/", 1)[1])
+    os.fstat(fd)  # open until the request ends...
+    req.end()
+    with pytest.raises(OSError):
+        os.fstat(fd)  # ...and closed then
+
+
+def test_a_file_swapped_after_the_check_is_looked_at_again(
+    handlers: types.ModuleType, site: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gate saw one file, the open finds another: the request starts over and the
+    file sent is the one the second look checked."""
+    import imageguard.adapters as adapters
+    from imageguard.fileversion import open_version
+
+    root, options = site
+    calls: list[str] = []
+
+    def swapping(path: str, version: object) -> int:
+        calls.append(path)
+        if len(calls) == 1:  # replaced between the gate's lstat and this open
+            (root / "open.jpg").unlink()
+            Image.new("RGB", (10, 10), "white").save(root / "open.jpg")
+        return open_version(path, version)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(adapters, "open_version", swapping)
+    req = FakeRequest(root, "open.jpg", options)
+    assert handlers.authzhandler(req) == 0
+    assert len(calls) == 2
+    assert Image.open(req.filename).size == (10, 10)
+    req.end()
+
+
+# --------------------------------------------------------------------------- bytes
+
+
+class NotUTF8Request(FakeRequest):
+    """A request whose listed attributes mod_python cannot decode (bytes not UTF-8)."""
+
+    unreadable: tuple[str, ...] = ()
+
+    def __getattribute__(self, name: str) -> object:
+        if name in object.__getattribute__(self, "unreadable"):
+            raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+        return object.__getattribute__(self, name)
+
+
+class UnreadableTable(Table):
+    def get(self, key: str, default: object = None) -> object:
+        if key == "Cookie":
+            raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+        return super().get(key, default)
+
+
+@pytest.mark.parametrize(
+    ("unreadable", "status"),
+    [(("uri", "filename"), 404), (("filename",), 404), (("args",), 400)],
+)
+@pytest.mark.parametrize("phase", ["accesshandler", "authenhandler", "authzhandler"])
+def test_request_bytes_that_are_not_utf8_are_refused_in_one_line(
+    handlers: types.ModuleType,
+    site: tuple[Path, dict[str, str]],
+    unreadable: tuple[str, ...],
+    status: int,
+    phase: str,
+) -> None:
+    root, options = site
+    req = NotUTF8Request(root, "open.jpg", options)
+    req.unreadable = (*unreadable, "unparsed_uri") if "uri" in unreadable else unreadable
+    assert getattr(handlers, phase)(req) == status
+    ((message, level),) = req.logged
+    assert level == 3 and "not UTF-8" in message
+    assert handlers.fixuphandler(req) == status  # refused again, had Apache gone on
+
+
+def test_a_foreign_cookie_does_not_hide_the_login(
+    handlers: types.ModuleType, site: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """mod_python cannot read a Cookie header with a byte that is not UTF-8; the login
+    cookie then comes from the SetEnvIf line of the generated configuration."""
+    from imageguard.tickets import issue_ticket
+
+    root, options = site
+    secrets = tmp_path / "secrets"
+    secrets.write_text("glue-secret-0123456789\n")
+    secrets.chmod(0o600)
+    tickets = {
+        **options,
+        "imageguard.session": "auth_tkt",
+        "imageguard.tkt_secret_file": str(secrets),
+    }
+    with AclStore(options["imageguard.acl_db"]) as store:
+        store.grant("a.jpg", "user:bob", "full")
+    ticket = issue_ticket("bob", [], "glue-secret-0123456789")
+    req = FakeRequest(root, "a.jpg", tickets)
+    req.headers_in = UnreadableTable()
+    req.subprocess_env["IMAGEGUARD_LOGIN_COOKIE"] = ticket
+    assert handlers.authenhandler(req) == 0 and req.user == "bob"
+    assert handlers.authzhandler(req) == 0
+    req.end()
+    without = FakeRequest(root, "a.jpg", tickets)  # no SetEnvIf line: anonymous, logged
+    without.headers_in = UnreadableTable()
+    assert handlers.authenhandler(without) == 401
+    assert any("IMAGEGUARD_LOGIN_COOKIE is not set" in m for m, _ in without.logged)
+
+
+def test_failing_closed_never_raises(
+    handlers: types.ModuleType, site: tuple[Path, dict[str, str]]
+) -> None:
+    root, options = site
+
+    class Hopeless(FakeRequest):
+        def get_options(self) -> dict[str, str]:
+            raise RuntimeError("boom")
+
+        def log_error(self, message: str, level: int) -> None:
+            raise UnicodeEncodeError("utf-8", "\udcff", 0, 1, "surrogates not allowed")
+
+    for phase in ("accesshandler", "authenhandler", "authzhandler", "fixuphandler"):
+        assert getattr(handlers, phase)(Hopeless(root, "open.jpg", options)) == 500
+
+
+def test_a_handler_module_that_cannot_load_refuses_with_500(
+    handlers: types.ModuleType, site: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, options = site
+    monkeypatch.setitem(sys.modules, "imageguard.adapters", None)  # the import fails
+    gatekeeper = importlib.import_module("imageguard.gatekeeper")
+    for handler in (handlers.accesshandler, handlers.fixuphandler, gatekeeper.accesshandler):
+        req = FakeRequest(root, "open.jpg", options)
+        assert handler(req) == 500
+        ((message, _),) = req.logged
+        assert "its handlers cannot be loaded" in message

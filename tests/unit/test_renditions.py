@@ -14,7 +14,7 @@ import pytest
 from PIL import Image, ImageChops, ImageStat
 
 from imageguard.content import identify
-from imageguard.errors import ImageTooLarge, UnreadableImage
+from imageguard.errors import FileChanged, ImageTooLarge, UnreadableImage
 from imageguard.fileversion import FileVersion
 from imageguard.levels import Level
 from imageguard.renditions import (
@@ -236,7 +236,7 @@ def test_a_replaced_or_linked_file_is_not_rendered(tmp_path: Path) -> None:
     version = FileVersion.of(os.stat(path))
     info = identify(str(path), "JPEG", FORMATS, 10**6)
     Image.new("RGB", (300, 100)).save(path)  # replaced after the check
-    with pytest.raises(UnreadableImage, match="changed between its check"):
+    with pytest.raises(FileChanged, match="changed since it was checked"):
         make_rendition(str(path), info, THUMB, 10**6, version)
     link = tmp_path / "link.jpg"
     link.symlink_to(path)

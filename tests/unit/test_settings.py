@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from imageguard.errors import ConfigError
+from imageguard.errors import ConfigError, FormatMismatch
 from imageguard.runtime import runtime_for
 from imageguard.settings import Settings
 
@@ -208,9 +208,12 @@ def test_admitted_files_are_checked_again_when_they_change(tmp_path: Path) -> No
     first = runtime.admit("GET", str(photo), "")
     assert first.allowed and runtime.admit("GET", str(photo), "") is first  # remembered
     photo.write_text("<html>now a page</html>")  # edited: another version
-    assert runtime.admit("GET", str(photo), "").status == 415
+    edited = runtime.admit("GET", str(photo), "")
+    assert edited is not first and edited.version != first.version
+    with pytest.raises(FormatMismatch):  # the content is checked again, for this version
+        runtime.check_content(edited)
     Image.new("RGB", (8, 8)).save(photo)
-    assert runtime.admit("GET", str(photo), "").allowed
+    runtime.check_content(runtime.admit("GET", str(photo), ""))
     # The folder replaced by a link leading out of the root: another file, refused.
     outside = tmp_path / "outside"
     outside.mkdir()

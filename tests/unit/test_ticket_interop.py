@@ -446,9 +446,10 @@ def test_configuration_errors() -> None:
         ("bob", [], "a\0b", SECRET),
         ("bob", [], "", ""),
         ("bob", [], "", b""),
+        ("bob", [], "", "fifteen-chars!!"),
     ],
     ids=["bang-user", "bang-group", "comma-group", "nul-user", "nul-group", "nul-data",
-         "empty-secret", "empty-bytes-secret"],
+         "empty-secret", "empty-bytes-secret", "short-secret"],
 )  # fmt: skip
 def test_issue_ticket_refuses(user: str, groups: list[str], data: str, secret: str) -> None:
     with pytest.raises(ValueError):
