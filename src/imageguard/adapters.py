@@ -9,12 +9,12 @@ because something went wrong. Apache's own default handler then sends the file
 
 How a file is handed to Apache, and why it is safe:
 
-* **The very file that was checked.** The handler opens the admitted file itself
-  (:func:`~imageguard.fileversion.open_version`: no link followed, and the open file
-  must be the version the gate saw), keeps the descriptor open until the request ends,
-  and names it to Apache as ``/proc/self/fd/N``. Apache opens that name, which is the
-  open file whatever happens to the path meanwhile: a file swapped for a link after the
-  check is never what gets sent.
+* **The very file that was checked.** The handler opens the admitted file itself,
+  folder by folder without following any link (:meth:`~imageguard.gate.Gate.open`), and
+  only if it is the version the gate saw; it keeps the descriptor open until the request
+  ends and names it to Apache as ``/proc/self/fd/N``. Apache opens that name, which is
+  the open file whatever happens to the path meanwhile: a file or folder swapped for a
+  link after the check is never what gets sent.
 * **Only Apache's file handler, as an image.** That name has no extension, so none of
   mod_mime's per-extension mappings (``AddHandler type-map``, ``AddOutputFilter
   INCLUDES``, CGI, PHP, languages, encodings) can apply; the handler sets the
@@ -51,7 +51,7 @@ from .errors import (
     StoreError,
     VariantError,
 )
-from .fileversion import OPEN_FLAGS, open_version
+from .fileversion import OPEN_FLAGS
 from .gate import NOT_FOUND, GateVerdict
 from .levels import Level
 from .principals import Identity
@@ -320,9 +320,7 @@ def _login(req: Any, state: _RequestState) -> Login:
         if runtime.needs_dbm_lock:
             server = req.server
             lock = lambda: _dbm_lock(server)  # noqa: E731 - made only for DbmSession
-        login = runtime.login(
-            _cookie_headers(req, runtime), lock, client_ip=req.useragent_ip or ""
-        )
+        login = runtime.login(_cookie_headers(req, runtime), lock, client_ip=req.useragent_ip or "")
         if login.suspicious:
             _log(req, apache.APLOG_ERR, f"ignored login cookie: {login.reason}")
         if login.user_data:
@@ -452,13 +450,15 @@ def _authorize_once(req: Any, state: _RequestState, login: Login) -> int:
 
 
 def _allow(req: Any, state: _RequestState, login: Login, choice: VariantChoice) -> int:
-    """Let Apache send the variant chosen: the original, or a rendition."""
+    """Let Apache send the variant chosen: the original, or a rendition of it."""
     runtime = state.runtime
     verdict = state.verdict
     assert verdict is not None and choice.variant is not None
     if choice.variant is Level.FULL:
         _send_original(req, runtime, verdict)
     else:
+        # The rendition is of the file at the checked name: bound first, as an original.
+        os.close(runtime.open_admitted(verdict))
         viewer = login.identity.user or GUEST
         host = req.server.server_hostname or ""
         planned = runtime.plan_rendition(verdict, choice.variant, viewer=viewer, host=host)
@@ -470,10 +470,15 @@ def _allow(req: Any, state: _RequestState, login: Login, choice: VariantChoice) 
 
 
 def _send_original(req: Any, runtime: Runtime, verdict: GateVerdict) -> None:
-    """Send the admitted original: verified, then opened as the very version checked."""
-    assert verdict.version is not None
-    runtime.check_content(verdict)
-    _send(req, open_version(verdict.path, verdict.version), runtime.media_type(verdict.path))
+    """Send the admitted original: the file at the checked name, as the gate saw it,
+    verified (the verdict is kept per version)."""
+    fd = runtime.open_admitted(verdict)
+    try:
+        runtime.check_content(verdict)
+    except BaseException:
+        os.close(fd)
+        raise
+    _send(req, fd, runtime.media_type(verdict.path))
 
 
 def _open_rendition(runtime: Runtime, planned: PlannedRendition) -> int:

@@ -81,6 +81,8 @@ class SiteConfig:
     watermark: str = ""
     downgrade: bool = True
     placeholder: bool = False
+    #: Refuse files whose bytes are not the image their extension names.
+    verify_content: bool = True
     #: Where share links are valid (default: the root's real path).
     share_realm: str = ""
     #: "one-phase": imageguard.gatekeeper does everything in the access phase (fastest);
@@ -151,6 +153,7 @@ class SiteConfig:
             ("watermark", self.watermark, ""),
             ("downgrade", self.downgrade, True),
             ("placeholder", self.placeholder, False),
+            ("verify_content", self.verify_content, True),
             ("share_realm", self.share_realm, ""),
         ]
         return [

@@ -146,9 +146,10 @@ def identify(
     instead of lending its verdict to the other.
     """
     try:
-        with open_file(path, version) as handle, Image.open(
-            handle, formats=list(decoders)
-        ) as image:
+        with (
+            open_file(path, version) as handle,
+            Image.open(handle, formats=list(decoders)) as image,
+        ):
             found = image.format or "?"
             found = SAME_FORMAT.get(found, found)
             if found != expected:

@@ -17,9 +17,10 @@ that would be refused) is a 404, like a missing file, when the gate hides existe
 (``imageguard.deny_status 404``).
 
 An allowed verdict carries the real file's path and its :class:`FileVersion` (from the
-``stat`` the gate made anyway). That ``stat`` is a check, not a promise: the file is
-opened afterwards with :func:`~imageguard.fileversion.open_version`, which refuses it
-unless it is still that version, and only that open file is ever sent.
+``lstat`` calls the gate made anyway). Those are a check, not a promise: names can be
+swapped for links between two calls. What is sent is opened afterwards with
+:meth:`Gate.open`, folder by folder without following any link, and only if that open
+file is the version the gate saw.
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .errors import ConfigError
-from .fileversion import FileVersion
+from .errors import ConfigError, FileChanged
+from .fileversion import OPEN_FLAGS, FileVersion
 
 DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp")
+_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 ALLOWED_METHODS = frozenset({"GET", "HEAD"})
 
 OK = 200
@@ -179,7 +181,10 @@ class Gate:
             refusal = self._check_name(requested)
             if refusal is not None:
                 return refusal, None
-        relpath, st, walk = self._resolve(name, requested)
+        try:
+            relpath, st, walk = self._resolve(name, requested)
+        except OSError as exc:  # a link swapped while it was being read
+            return GateVerdict(NOT_FOUND, f"{filename} changed while it was looked up: {exc}"), None
         # From here on every refusal depends on what is on disk.
         if relpath is None:
             return self._on_disk(FORBIDDEN, f"{filename} resolves outside {self.root}"), None
@@ -198,6 +203,41 @@ class Gate:
         path = f"{self.root.rstrip('/')}/{relpath}"
         verdict = GateVerdict(OK, "allowed", relpath, path, FileVersion.of(st))
         return verdict, Admission(verdict, walk, via_alias) if walk else None
+
+    def open(self, relpath: str) -> int:
+        """A read-only descriptor of the regular file *relpath* below the root, reached
+        one name at a time without following any link.
+
+        This binds the name the rules were checked for to the file that is sent: each
+        folder is opened inside the folder opened before it (``openat`` with
+        ``O_NOFOLLOW``), so a folder or file swapped for a link at any moment makes the
+        open fail instead of leading elsewhere (a check by path, ``lstat`` after
+        ``lstat``, can be raced: a folder turned into a link between two calls leads
+        the second one into another folder). Raises
+        :class:`~imageguard.errors.FileChanged` when a name is not there, is a link,
+        or is not a folder (or, last, a regular file); the caller closes the descriptor.
+        """
+        *folders, name = relpath.split("/")
+        current = os.open(self.root, _FOLDER_FLAGS)
+        try:
+            for folder in folders:
+                inner = os.open(folder, _FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=current)
+                os.close(current)
+                current = inner
+            fd = os.open(name, OPEN_FLAGS, dir_fd=current)
+        except OSError as exc:
+            raise FileChanged(
+                f"{relpath} cannot be reached without a link: {exc.strerror}"
+            ) from None
+        finally:
+            os.close(current)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise FileChanged(f"{relpath} is no longer a regular file")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def _on_disk(self, status: int, reason: str) -> GateVerdict:
         """A refusal that depends on what is on disk: 404 when existence is hidden."""

@@ -8,6 +8,7 @@ translate between Apache's request and these objects. Nothing here imports mod_p
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -18,7 +19,14 @@ from . import sharelinks
 from .acl import Decision
 from .content import EXTENSION_FORMATS, FORMAT_MEDIA_TYPES, ContentChecker, ImageInfo, media_type
 from .cookies import find_cookie
-from .errors import ConfigError, ContentError, ShareLinkError, TicketError, TicketExpired
+from .errors import (
+    ConfigError,
+    ContentError,
+    FileChanged,
+    ShareLinkError,
+    TicketError,
+    TicketExpired,
+)
 from .fileversion import FileVersion
 from .gate import ALLOWED_METHODS, Admission, Gate, GateVerdict
 from .levels import Level
@@ -193,6 +201,19 @@ class Runtime:
                 self._admitted.clear()
             self._admitted[filename] = admission
         return verdict
+
+    def open_admitted(self, verdict: GateVerdict) -> int:
+        """A descriptor of the file the gate admitted, bound to the name the rules were
+        checked for (:meth:`Gate.open`) and refused unless it is the version the gate saw;
+        :class:`~imageguard.errors.FileChanged` otherwise. The caller closes it."""
+        fd = self.gate.open(verdict.relpath)
+        try:
+            if FileVersion.of(os.fstat(fd)) != verdict.version:
+                raise FileChanged(f"{verdict.relpath} changed since it was checked")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def check_content(self, verdict: GateVerdict) -> None:
         """ContentError unless the admitted file holds the image its name promises (when

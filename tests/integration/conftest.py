@@ -9,9 +9,21 @@ One server per MPM (``event`` and ``prefork``), module-scoped per test module. T
 * ``/strict``: the same tree with renditions but no downgrading, a watermark naming
   the viewer, and the placeholder padlock for refusals;
 * ``/broken``: imageguard pointed at an ACL store that does not exist;
+* ``/unverified``: the same tree with ``imageguard.verify_content off``;
+* ``/other``: a second root (``images2``) with its own ACL store and the same secret
+  file, to show that share links work only where they were made;
 * ``/unguarded``: only the gatekeeper's ``Require env`` line, no handler;
 * ``/app`` and ``/dbapp``: the "application" (``apps/sessionapp.py``), which logs users
   in with ``mod_python.Session`` using FileSession and DbmSession.
+
+The server runs with Debian's stock global configuration around it: ``mime.conf``
+(``AddHandler type-map var``, ``AddOutputFilter INCLUDES .shtml``, languages and
+charsets by extension) and ``negotiation.conf``, with mod_negotiation, mod_include,
+mod_cgi and mod_access_compat loaded, and a parent directory that hands every site
+``Options +Includes +ExecCGI +MultiViews +Indexes``, ``Satisfy Any``, a CGI handler for
+``.cgi``, a script handler for ``.php`` (mod_python's test handler stands in for PHP)
+and, through a ``<FilesMatch>``, one for names holding ``.phtml.``. ``PythonDebug`` is
+on, so any traceback would reach the client.
 """
 
 from __future__ import annotations
@@ -38,6 +50,7 @@ from imageguard.localserver import (
     prepare_writable,
 )
 
+from . import hostile_files
 from .httpfetch import fetch
 
 APPS = Path(__file__).parent / "apps"
@@ -63,6 +76,8 @@ rule previews/ authenticated preview
 rule gate/ authenticated full
 rule 'NOTES.JPG' authenticated full
 rule link-in.jpg authenticated full
+rule hostile/ authenticated full
+rule race/ authenticated full
 member editors carol
 """
 
@@ -98,6 +113,31 @@ def make_images(root: Path) -> None:
     (root / "gate" / "link-out.jpg").symlink_to(outside / "outside.jpg")
     (root / "link-in.jpg").symlink_to(root / "private" / "secret.jpg")
     (root / "gate" / "text-link.jpg").symlink_to(root / "gate" / "notes.txt")
+    make_hostile_files(root / "hostile")
+
+
+#: The uploads that other handlers of a stock Debian Apache would read as something else.
+HOSTILE_FILES = {
+    "holiday.var.jpg": hostile_files.type_map_jpeg(),  # AddHandler type-map var
+    "page.shtml.jpg": hostile_files.ssi_jpeg(),  # AddOutputFilter INCLUDES .shtml
+    "script.php.jpg": hostile_files.html_jpeg(),  # AddHandler for .php (a script engine)
+    "page.html.jpg": hostile_files.html_jpeg(),  # text/html by mime.types
+    "files.phtml.jpg": hostile_files.html_jpeg(),  # a <FilesMatch> with SetHandler
+    "fr.fr.jpg": hostile_files.with_comment(b"bonjour"),  # AddLanguage fr .fr
+}
+
+
+def make_hostile_files(folder: Path) -> None:
+    folder.mkdir()
+    for name, data in HOSTILE_FILES.items():
+        (folder / name).write_bytes(data)
+    script = folder / "run.cgi.jpg"  # AddHandler cgi-script .cgi, ExecCGI inherited
+    script.write_bytes(hostile_files.CGI_SCRIPT)
+    script.chmod(0o755)
+    # A name that is not UTF-8 on disk (Latin-1 "café.jpg"), and a link leading to it.
+    latin1 = folder / os.fsdecode(b"caf\xe9.jpg")
+    latin1.write_bytes(hostile_files.with_comment(b"latin-1"))
+    (folder / "to-latin1.jpg").symlink_to(latin1.name)
 
 
 def cli(db: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -136,6 +176,10 @@ class Site:
     secrets: Path
     ipv6_port: int
     cache: Path
+    mode: str = "one-phase"
+    #: The second root and its ACL store (``/other``).
+    other_root: Path = Path()
+    other_db: Path = Path()
     cookies: dict[str, str] = field(default_factory=dict)
 
     def request(
@@ -183,6 +227,10 @@ class Site:
     def error_log(self) -> str:
         return self.server.error_log_text()
 
+    def log_lines_since(self, mark: int, needle: str = "imageguard:") -> list[str]:
+        """The error log lines holding *needle* written after *mark* (``len(error_log())``)."""
+        return [ln for ln in self.error_log()[mark:].splitlines() if needle in ln]
+
 
 def build_site(mpm: str, mode: str = "one-phase", **server_settings: object) -> Iterator[Site]:
     """Build the site with imageguard configured in *mode* ("one-phase": the gatekeeper,
@@ -215,6 +263,12 @@ def build_site(mpm: str, mode: str = "one-phase", **server_settings: object) -> 
     secrets.write_text(SECRET + "\n")
     cache = state / "cache"
     cache.mkdir()
+    other_root = workdir / "images2"
+    (other_root / "private").mkdir(parents=True)
+    shutil.copy(root / "private" / "secret.jpg", other_root / "private" / "secret.jpg")
+    other_db = state / "other-acl.db"
+    cli(other_db, "init")
+    prepare_readable(other_root)
     prepare_writable(state)
     secrets.chmod(0o640)
 
@@ -259,6 +313,26 @@ def build_site(mpm: str, mode: str = "one-phase", **server_settings: object) -> 
         dbm_filename=str(dbm_file),
         deny_status=404,
         max_age=60,
+        login_url="/dbapp/login",
+    )
+    (workdir / "unverified").symlink_to(root)
+    unverified = SiteConfig(
+        mode=mode,
+        root=str(workdir / "unverified"),
+        url_path="/unverified",
+        acl_db=str(db),
+        session_type="FileSession",
+        session_directory=str(sessions),
+        verify_content=False,
+    )
+    other = SiteConfig(
+        mode=mode,
+        root=str(other_root),
+        url_path="/other",
+        acl_db=str(other_db),
+        session_type="FileSession",
+        session_directory=str(sessions),
+        tkt_secret_file=str(secrets),  # the same secret file as /images
     )
     tickets = SiteConfig(
         mode=mode,
@@ -301,11 +375,23 @@ def build_site(mpm: str, mode: str = "one-phase", **server_settings: object) -> 
         f"PythonOption mod_python.dbm_session.database_filename {dbm_file}",
     )
     body = f"""
-# A Satisfy Any inherited from above (Apache 2.2 habits, mod_access_compat): the
-# blocks imageguard writes must not let it open them.
+# Debian's stock global configuration: types, handlers, filters, languages by extension.
+Include /etc/apache2/mods-available/mime.conf
+Include /etc/apache2/mods-available/negotiation.conf
+# A parent directory as careless as they come. A Satisfy Any (Apache 2.2 habits,
+# mod_access_compat), every option, a CGI handler and a script engine by extension,
+# and a script engine by <FilesMatch>: the blocks imageguard writes must hold anyway.
 <Directory {workdir}>
     Satisfy Any
+    Options +Includes +ExecCGI +MultiViews +Indexes
+    AddHandler cgi-script .cgi
+    AddHandler mod_python .php
+    PythonHandler mod_python.testhandler
 </Directory>
+<FilesMatch "[.]phtml[.]">
+    SetHandler mod_python
+    PythonHandler mod_python.testhandler
+</FilesMatch>
 DocumentRoot {docroot}
 <Directory {docroot}>
     Require all granted
@@ -316,6 +402,8 @@ DocumentRoot {docroot}
 {directory_block(strict)}
 {directory_block(tickets)}
 {directory_block(bound)}
+{directory_block(unverified)}
+{directory_block(other)}
 # The gatekeeper's safety net alone: if its handler is missing, Apache refuses.
 Alias /unguarded {workdir / "unguarded"}
 <Directory {workdir / "unguarded"}>
@@ -338,13 +426,27 @@ Alias /ht {ht}
             workdir=workdir / "apache",
             body=body,
             mpm=mpm,
-            extra_modules=("access_compat",),
+            extra_modules=("access_compat", "negotiation", "include", "cgi"),
+            python_debug=True,
             **server_settings,
         )  # type: ignore[arg-type]
     )
     try:
         with server:
-            yield Site(server, workdir, root, db, sessions, mpm, secrets, ipv6_port, cache)
+            yield Site(
+                server,
+                workdir,
+                root,
+                db,
+                sessions,
+                mpm,
+                secrets,
+                ipv6_port,
+                cache,
+                mode,
+                other_root,
+                other_db,
+            )
     finally:
         if not os.environ.get("IMAGEGUARD_KEEP_WORKDIR"):
             shutil.rmtree(workdir, ignore_errors=True)

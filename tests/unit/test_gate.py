@@ -171,3 +171,68 @@ def test_root_renamed_and_link_repointed_is_not_trusted(tmp_path: Path) -> None:
     (real / "a.jpg").write_bytes(b"y")
     verdict = gate.check("GET", str(link / "a.jpg"), "")
     assert verdict.status == 403 and "resolves outside" in verdict.reason
+
+
+# ----------------------------------------------------------------- binding the name
+
+
+def test_open_reaches_the_file_by_real_folders_only(tmp_path: Path) -> None:
+    from imageguard.errors import FileChanged
+
+    root = tmp_path / "root"
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "a" / "b" / "x.jpg").write_bytes(b"x")
+    (root / "private").mkdir()
+    (root / "private" / "x.jpg").write_bytes(b"secret")
+    gate = Gate.create(str(root))
+    fd = gate.open("a/b/x.jpg")
+    try:
+        assert os.read(fd, 10) == b"x"
+    finally:
+        os.close(fd)
+    # A folder that is now a link, a file that is now a link, a folder now a file,
+    # a name not there, a folder where a file was: each refused, never followed.
+    (root / "a" / "b").rename(root / "a" / "old-b")
+    (root / "a" / "b").symlink_to(root / "private")
+    (root / "link.jpg").symlink_to(root / "private" / "x.jpg")
+    (root / "file").write_bytes(b"")
+    (root / "dir.jpg").mkdir()
+    for relpath in ("a/b/x.jpg", "link.jpg", "file/x.jpg", "a/missing.jpg", "dir.jpg"):
+        with pytest.raises(FileChanged):
+            gate.open(relpath)
+
+
+def test_open_leaves_no_descriptor_behind(tmp_path: Path) -> None:
+    from imageguard.errors import FileChanged
+
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "x.jpg").write_bytes(b"x")
+    (root / "a" / "d.jpg").mkdir()
+    gate = Gate.create(str(root))
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(50):
+        os.close(gate.open("a/x.jpg"))
+        for relpath in ("a/missing.jpg", "a/d.jpg", "missing/x.jpg"):
+            with pytest.raises(FileChanged):
+                gate.open(relpath)
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_hidden_existence_makes_disk_refusals_404(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "d.jpg").mkdir(parents=True)
+    os.mkfifo(root / "f.jpg")
+    (tmp_path / "out.jpg").write_bytes(b"x")
+    (root / "out.jpg").symlink_to(tmp_path / "out.jpg")
+    (root / "notes.txt").write_text("x")
+    (root / "txt.jpg").symlink_to(root / "notes.txt")
+    shown = Gate.create(str(root))
+    hidden = Gate.create(str(root), hide_existence=True)
+    for name in ("d.jpg", "f.jpg", "out.jpg", "txt.jpg", "missing.jpg"):
+        assert hidden.check("GET", str(root / name), "").status == 404, name
+        assert shown.check("GET", str(root / name), "").status in (403, 404), name
+    # Refusals of the name asked for say nothing of the disk: the same either way.
+    for name in ("notes.txt", ".hidden.jpg"):
+        assert hidden.check("GET", str(root / name), "").status == 403
+    assert hidden.check("POST", str(root / "d.jpg"), "").status == 405

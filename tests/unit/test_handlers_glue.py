@@ -441,25 +441,45 @@ def test_a_file_swapped_after_the_check_is_looked_at_again(
 ) -> None:
     """The gate saw one file, the open finds another: the request starts over and the
     file sent is the one the second look checked."""
-    import imageguard.adapters as adapters
-    from imageguard.fileversion import open_version
+    from imageguard.gate import Gate
 
     root, options = site
     calls: list[str] = []
+    real_open = Gate.open
 
-    def swapping(path: str, version: object) -> int:
-        calls.append(path)
+    def swapping(gate: Gate, relpath: str) -> int:
+        calls.append(relpath)
         if len(calls) == 1:  # replaced between the gate's lstat and this open
             (root / "open.jpg").unlink()
             Image.new("RGB", (10, 10), "white").save(root / "open.jpg")
-        return open_version(path, version)  # type: ignore[arg-type]
+        return real_open(gate, relpath)
 
-    monkeypatch.setattr(adapters, "open_version", swapping)
+    monkeypatch.setattr(Gate, "open", swapping)
     req = FakeRequest(root, "open.jpg", options)
     assert handlers.authzhandler(req) == 0
-    assert len(calls) == 2
+    assert calls == ["open.jpg", "open.jpg"]
     assert Image.open(req.filename).size == (10, 10)
     req.end()
+
+
+def test_a_file_swapped_twice_is_refused(
+    handlers: types.ModuleType, site: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imageguard.gate import Gate
+
+    root, options = site
+    real_open = Gate.open
+
+    def always_swapping(gate: Gate, relpath: str) -> int:
+        (root / "open.jpg").unlink()
+        Image.new("RGB", (10, 10), "white").save(root / "open.jpg")
+        return real_open(gate, relpath)
+
+    monkeypatch.setattr(Gate, "open", always_swapping)
+    req = FakeRequest(root, "open.jpg", options)
+    assert handlers.authzhandler(req) == 404
+    assert "changed since it was checked (twice running)" in req.logged[-1][0]
+    assert not req.filename.startswith("/proc/")
 
 
 # --------------------------------------------------------------------------- bytes
