@@ -25,6 +25,7 @@ file is the version the gate saw.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterable
@@ -35,7 +36,11 @@ from .errors import ConfigError, FileChanged
 from .fileversion import OPEN_FLAGS, FileVersion
 
 DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp")
-_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+#: Folders are opened only to look names up in them (O_PATH): like Apache, imageguard
+#: needs a folder's search permission, not its read permission.
+_FOLDER_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+#: What an open below the root fails with when a name is missing, a link or not a folder.
+_NOT_THERE = frozenset({errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.ENXIO})
 ALLOWED_METHODS = frozenset({"GET", "HEAD"})
 
 OK = 200
@@ -226,6 +231,8 @@ class Gate:
                 current = inner
             fd = os.open(name, OPEN_FLAGS, dir_fd=current)
         except OSError as exc:
+            if exc.errno not in _NOT_THERE:
+                raise  # a permission refused, say: not a change, and not to be hidden
             raise FileChanged(
                 f"{relpath} cannot be reached without a link: {exc.strerror}"
             ) from None

@@ -236,3 +236,37 @@ def test_hidden_existence_makes_disk_refusals_404(tmp_path: Path) -> None:
     for name in ("notes.txt", ".hidden.jpg"):
         assert hidden.check("GET", str(root / name), "").status == 403
     assert hidden.check("POST", str(root / "d.jpg"), "").status == 405
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_open_needs_search_permission_only() -> None:
+    """A folder Apache's user may enter but not list (mode 711) is no obstacle; a file it
+    may not read is a permission error, not a change."""
+    import shutil
+    import tempfile
+
+    top = Path(tempfile.mkdtemp(dir="/tmp"))  # /tmp is traversable by everyone
+    top.chmod(0o755)
+    root = top / "root"
+    (root / "private").mkdir(parents=True)
+    (root / "private" / "x.jpg").write_bytes(b"x")
+    (root / "private" / "locked.jpg").write_bytes(b"y")
+    (root / "private").chmod(0o711)
+    (root / "private" / "locked.jpg").chmod(0o000)
+    gate = Gate.create(str(root))
+    pid = os.fork()
+    if pid == 0:  # as nobody: the checks that matter need another user than root
+        code = 1
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            os.close(gate.open("private/x.jpg"))
+            try:
+                gate.open("private/locked.jpg")
+            except PermissionError:
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    shutil.rmtree(top)
+    assert os.waitstatus_to_exitcode(status) == 0
