@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any, NamedTuple
@@ -51,7 +52,7 @@ from .errors import (
     StoreError,
     VariantError,
 )
-from .fileversion import OPEN_FLAGS
+from .fileversion import OPEN_FLAGS, FileVersion
 from .gate import NOT_FOUND, GateVerdict
 from .levels import Level
 from .principals import Identity
@@ -107,6 +108,7 @@ class _RequestState:
 
     __slots__ = (
         "decision",
+        "fd",
         "filename",
         "login",
         "query",
@@ -126,6 +128,8 @@ class _RequestState:
     def forget_file(self) -> None:
         """Forget what was learnt about the file (it changed): look at it afresh."""
         self.verdict: GateVerdict | None = None
+        #: The admitted file, open (-1: none); closed when the request ends.
+        self.fd = -1
         self.decision: Decision | None = None
         self.share: ShareGrant | None = None
         self.share_checked = False
@@ -290,10 +294,22 @@ def _schedule_fixup(req: Any) -> None:
 
 def _gate(req: Any, state: _RequestState) -> GateVerdict:
     if state.verdict is None:
-        state.verdict = state.runtime.admit(
+        verdict, fd = state.runtime.admit_open(
             _text(req, "method"), state.filename, _text(req, "path_info")
         )
+        if fd >= 0:
+            _close_at_end(req, fd)
+        state.verdict, state.fd = verdict, fd
     return state.verdict
+
+
+def _close_at_end(req: Any, fd: int) -> None:
+    """Close *fd* when the request ends (after Apache has sent what it names)."""
+    try:
+        req.register_cleanup(os.close, fd)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _gate_refusal(req: Any, state: _RequestState) -> int | None:
@@ -455,78 +471,83 @@ def _allow(req: Any, state: _RequestState, login: Login, choice: VariantChoice) 
     verdict = state.verdict
     assert verdict is not None and choice.variant is not None
     if choice.variant is Level.FULL:
-        _send_original(req, runtime, verdict)
+        _send_original(req, state)
     else:
-        # The rendition is of the file at the checked name: bound first, as an original.
-        os.close(runtime.open_admitted(verdict))
         viewer = login.identity.user or GUEST
         host = req.server.server_hostname or ""
         planned = runtime.plan_rendition(verdict, choice.variant, viewer=viewer, host=host)
-        _send(req, _open_rendition(runtime, planned), planned.media_type)
+        fd, version = _open_rendition(req, runtime, planned)
+        _send(req, fd, version, planned.path, planned.media_type)
     req.headers_out["Cache-Control"] = runtime.cache_control
     req.headers_out.add("Vary", "Cookie")
     req.headers_out["X-Content-Type-Options"] = "nosniff"
     return apache.OK
 
 
-def _send_original(req: Any, runtime: Runtime, verdict: GateVerdict) -> None:
-    """Send the admitted original: the file at the checked name, as the gate saw it,
-    verified (the verdict is kept per version)."""
-    fd = runtime.open_admitted(verdict)
-    try:
-        runtime.check_content(verdict)
-    except BaseException:
-        os.close(fd)
-        raise
-    _send(req, fd, runtime.media_type(verdict.path))
+def _send_original(req: Any, state: _RequestState) -> None:
+    """Send the admitted original, verified (once per version), by its descriptor."""
+    runtime, verdict = state.runtime, state.verdict
+    assert verdict is not None and verdict.version is not None and state.fd >= 0
+    runtime.check_content(verdict, state.fd)
+    _send(req, state.fd, verdict.version, verdict.path, runtime.media_type(verdict.path))
 
 
-def _open_rendition(runtime: Runtime, planned: PlannedRendition) -> int:
-    """A descriptor of the rendition *planned*, made first if it is not in the cache."""
+def _open_rendition(
+    req: Any, runtime: Runtime, planned: PlannedRendition
+) -> tuple[int, FileVersion]:
+    """The rendition *planned*, open (made first if it is not in the cache)."""
     try:
-        return _open_regular(planned.path)
+        return _open_regular(req, planned.path)
     except FileNotFoundError:
         runtime.make_rendition(planned)
     try:
-        return _open_regular(planned.path)
+        return _open_regular(req, planned.path)
     except OSError as exc:
         raise RenditionError(f"{planned.path} cannot be opened: {exc.strerror}") from None
 
 
-def _open_regular(path: str) -> int:
-    """A read-only descriptor of the regular file *path* (no link followed)."""
+def _open_regular(req: Any, path: str) -> tuple[int, FileVersion]:
+    """A read-only descriptor of the regular file *path* (no link followed), closed when
+    the request ends, and its version."""
     fd = os.open(path, OPEN_FLAGS)
-    try:
-        if not _is_regular(os.fstat(fd).st_mode):
-            raise RenditionError(f"{path} is not a regular file")
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    _close_at_end(req, fd)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise RenditionError(f"{path} is not a regular file")
+    return fd, FileVersion.of(st)
 
 
-def _is_regular(mode: int) -> bool:
-    return mode & 0o170000 == 0o100000
+def _describes(finfo: Any, version: FileVersion) -> bool:
+    """True when Apache's *finfo* is that of the file at *version* (same file, size, time)."""
+    return bool(
+        finfo.filetype == apache.APR_REG
+        and finfo.inode == version.inode
+        and finfo.device == version.device
+        and finfo.size == version.size
+        and finfo.mtime == version.mtime_ns // 1_000_000_000
+    )
 
 
-def _send(req: Any, fd: int, content_type: str) -> None:
-    """Have Apache's own file handler send the open file *fd* as *content_type*.
+def _send(req: Any, fd: int, version: FileVersion, path: str, content_type: str) -> None:
+    """Have Apache's own file handler send the open file *fd* (at *version*, found at
+    *path* when it was opened) as *content_type*.
 
     Apache is given ``/proc/self/fd/N``, the name of that open file (see the module
-    docstring), with its ``finfo`` (without it, Apache would cut the file at the size
-    of the one first asked for); the descriptor is closed when the request ends.
+    docstring), and a ``finfo`` describing it (without one, Apache would cut the file at
+    the size of the one first asked for). Apache's own ``finfo`` of the name asked for
+    usually is that file's already; otherwise the file is looked up by *path*, and by
+    its descriptor only if *path* names another file by now (each ``/proc`` look-up
+    costs more than an ordinary one).
     """
-    try:
-        req.register_cleanup(os.close, fd)
-    except BaseException:
-        os.close(fd)
-        raise
     name = f"{_FD_PREFIX}{fd}"
-    finfo = apache.stat(name, apache.APR_FINFO_MIN)
-    if finfo.filetype != apache.APR_REG:
-        raise RenditionError(f"{name} is not a regular file")
+    if not _describes(req.finfo, version):
+        finfo = apache.stat(path, apache.APR_FINFO_MIN)
+        if not _describes(finfo, version):
+            finfo = apache.stat(name, apache.APR_FINFO_MIN)
+            if finfo.filetype != apache.APR_REG:
+                raise RenditionError(f"{name} is not a regular file")
+        req.finfo = finfo
     req.filename = name
-    req.finfo = finfo
     req.content_type = content_type
     setattr(req, _SENT_ATTR, _Sent(name, content_type))
 
@@ -541,7 +562,8 @@ def _deny(req: Any, state: _RequestState, login: Login, why: str) -> int:
     req.err_headers_out["Cache-Control"] = NO_STORE
     placeholder = runtime.placeholder
     assert placeholder is not None
-    _send(req, _open_regular(placeholder), "image/png")
+    fd, version = _open_regular(req, placeholder)
+    _send(req, fd, version, placeholder, "image/png")
     req.status = status  # Apache's own file handler sends the padlock with this status
     return apache.OK
 
@@ -563,8 +585,7 @@ def accesshandler(req: Any) -> int:
         if refusal is not None:
             return refusal
         if state.runtime.gate_only:
-            assert state.verdict is not None
-            _send_original(req, state.runtime, state.verdict)
+            _send_original(req, state)
         return apache.OK
     except Exception as exc:
         return _fail_closed(req, "access", exc)

@@ -26,6 +26,7 @@ import struct
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 
@@ -135,6 +136,7 @@ def identify(
     decoders: Iterable[str],
     max_pixels: int,
     version: FileVersion | None = None,
+    fd: int = -1,
 ) -> ImageInfo:
     """Read the header of the image file *path*; raise :class:`ContentError` unless it is
     an *expected*-format image of at most *max_pixels* pixels.
@@ -143,11 +145,13 @@ def identify(
     say, which Pillow would hand to Ghostscript) is never parsed at all. With *version*,
     the file read must be that version (see :func:`~imageguard.fileversion.open_version`):
     a file swapped since it was checked raises :class:`~imageguard.errors.FileChanged`
-    instead of lending its verdict to the other.
+    instead of lending its verdict to the other. With *fd*, an open descriptor of the
+    file at *version*, the header is read from it (a copy of the descriptor, from the
+    start) instead of opening *path*.
     """
     try:
         with (
-            open_file(path, version) as handle,
+            _reader(path, version, fd) as handle,
             Image.open(handle, formats=list(decoders)) as image,
         ):
             found = image.format or "?"
@@ -177,6 +181,15 @@ def identify(
         raise UnreadableImage(f"header cannot be read: {exc}") from None
     except (SyntaxError, ValueError, EOFError, struct.error) as exc:
         raise UnreadableImage(f"header cannot be read: {exc}") from None
+
+
+def _reader(path: str, version: FileVersion | None, fd: int) -> BinaryIO:
+    """The file to read a header from: a copy of *fd*, rewound, or *path* opened."""
+    if fd < 0:
+        return open_file(path, version)
+    handle = os.fdopen(os.dup(fd), "rb")
+    handle.seek(0)
+    return handle
 
 
 def _is_empty(path: str) -> bool:
@@ -210,13 +223,17 @@ class ContentChecker:
         ] = {}
         self._lock = threading.Lock()
 
-    def check(self, path: str, version: FileVersion) -> ImageInfo:
-        """The image in *path* (at *version*), or :class:`ContentError` saying why not."""
+    def check(self, path: str, version: FileVersion, fd: int = -1) -> ImageInfo:
+        """The image in *path* (at *version*), or :class:`ContentError` saying why not.
+
+        With *fd*, an open descriptor of that very file, its header is read from there
+        rather than from the path (which may name another file by then).
+        """
         extension = os.path.splitext(path)[1].lower()
         key = (version, extension)
         verdict = self._verdicts.get(key)
         if verdict is None:  # UnreadableFile from here on is raised, and not kept
-            verdict = self._verdict(path, extension, version)
+            verdict = self._verdict(path, extension, version, fd)
             with self._lock:
                 if len(self._verdicts) >= self._limit:
                     self._verdicts.clear()
@@ -227,13 +244,13 @@ class ContentChecker:
         raise error(message)
 
     def _verdict(
-        self, path: str, extension: str, version: FileVersion
+        self, path: str, extension: str, version: FileVersion, fd: int = -1
     ) -> ImageInfo | tuple[type[ContentError], str]:
         expected = self.formats.get(extension)
         if expected is None:
             return (FormatMismatch, f"extension {extension!r} is not verified")
         try:
-            return identify(path, expected, self.decoders, self.max_pixels, version)
+            return identify(path, expected, self.decoders, self.max_pixels, version, fd)
         except UnreadableFile:
             raise  # a refused read (permissions, too many open files) may pass: not kept
         except ContentError as exc:

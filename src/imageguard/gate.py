@@ -258,7 +258,7 @@ class Gate:
         file or any folder on its path replaced by a link, moved, edited or removed
         fails it, and the request is then checked in full again.
         """
-        if admission.via_alias and not self._alias_intact():
+        if admission.via_alias and not self.alias_intact():
             return False
         walk = admission.walk
         try:
@@ -277,10 +277,10 @@ class Gate:
         if relpath is None and self.alias:
             relpath = relative_to_root(name, self.alias)
             if relpath is not None:
-                return (relpath if self._alias_intact() else None), True
+                return (relpath if self.alias_intact() else None), True
         return relpath, False
 
-    def _alias_intact(self) -> bool:
+    def alias_intact(self) -> bool:
         """True while the configured root still leads to the real root, and the real
         root's path still names it (neither re-pointed nor renamed since the start)."""
         try:

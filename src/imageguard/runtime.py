@@ -28,7 +28,7 @@ from .errors import (
     TicketExpired,
 )
 from .fileversion import FileVersion
-from .gate import ALLOWED_METHODS, Admission, Gate, GateVerdict
+from .gate import ALLOWED_METHODS, NOT_FOUND, Admission, Gate, GateVerdict
 from .levels import Level
 from .placeholder import PLACEHOLDER_NAME, locked_image
 from .principals import ANONYMOUS, Identity
@@ -183,45 +183,64 @@ class Runtime:
         return self._renditions
 
     def admit(self, method: str, filename: str, path_info: str) -> GateVerdict:
-        """The gate's verdict on a request (what the file is, not whether it is shown).
+        """The gate's verdict on a request, by name and ``lstat`` (for commands and tools;
+        the handlers use :meth:`admit_open`, which also binds the file)."""
+        return self.gate.admit(method, filename, path_info)[0]
 
-        An allowed verdict reached without symbolic links is remembered by file name,
-        with the paths the gate looked at; it is used again while :meth:`Gate.still_admits`
-        finds the same walk, free of links, ending at the same version of the file. A
-        repeated request then costs those ``lstat`` calls, not the gate's checks; any
-        change sends it through the whole gate again.
+    def admit_open(self, method: str, filename: str, path_info: str) -> tuple[GateVerdict, int]:
+        """The gate's verdict on a request and, when it is allowed, a descriptor of the very
+        file it is about (-1 otherwise; the caller closes it).
+
+        The descriptor comes from :meth:`Gate.open`, folder by folder without following
+        links, and must be the version the gate's checks saw: that binds the name the
+        rules are checked for to the file sent. An allowed verdict reached without links
+        is remembered by file name; a later request for that name costs only the open
+        and a ``fstat`` (the open itself proves that no link has appeared on the way, and
+        the version that the file was not replaced). Anything else goes through the whole
+        gate again, twice at most; a file that changes under both looks is a 404.
         """
-        if method in ALLOWED_METHODS and not path_info:
-            known = self._admitted.get(filename)
-            if known is not None and self.gate.still_admits(known):
-                return known.verdict
-        verdict, admission = self.gate.admit(method, filename, path_info)
-        if admission is not None and len(filename) <= _ADMITTED_NAME_LIMIT:
-            if len(self._admitted) >= _ADMITTED_LIMIT:
-                self._admitted.clear()
-            self._admitted[filename] = admission
-        return verdict
+        remembered = method in ALLOWED_METHODS and not path_info
+        for _ in range(2):
+            known = self._admitted.get(filename) if remembered else None
+            if known is not None:
+                fd = self._open_version(known.verdict)
+                if fd >= 0 and (not known.via_alias or self.gate.alias_intact()):
+                    return known.verdict, fd
+                if fd >= 0:
+                    os.close(fd)
+                self._admitted.pop(filename, None)
+            verdict, admission = self.gate.admit(method, filename, path_info)
+            if not verdict.allowed:
+                return verdict, -1
+            fd = self._open_version(verdict)
+            if fd < 0:
+                continue
+            if admission is not None and len(filename) <= _ADMITTED_NAME_LIMIT:
+                if len(self._admitted) >= _ADMITTED_LIMIT:
+                    self._admitted.clear()
+                self._admitted[filename] = admission
+            return verdict, fd
+        return GateVerdict(NOT_FOUND, f"{filename} changed while it was being checked"), -1
 
-    def open_admitted(self, verdict: GateVerdict) -> int:
-        """A descriptor of the file the gate admitted, bound to the name the rules were
-        checked for (:meth:`Gate.open`) and refused unless it is the version the gate saw;
-        :class:`~imageguard.errors.FileChanged` otherwise. The caller closes it."""
-        fd = self.gate.open(verdict.relpath)
+    def _open_version(self, verdict: GateVerdict) -> int:
+        """:meth:`Gate.open` of the verdict's file, if it is the verdict's version; else -1."""
         try:
-            if FileVersion.of(os.fstat(fd)) != verdict.version:
-                raise FileChanged(f"{verdict.relpath} changed since it was checked")
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
+            fd = self.gate.open(verdict.relpath)
+        except FileChanged:
+            return -1
+        if FileVersion.of(os.fstat(fd)) == verdict.version:
+            return fd
+        os.close(fd)
+        return -1
 
-    def check_content(self, verdict: GateVerdict) -> None:
+    def check_content(self, verdict: GateVerdict, fd: int = -1) -> None:
         """ContentError unless the admitted file holds the image its name promises (when
-        ``imageguard.verify_content`` is on; the verdict is kept per file version)."""
+        ``imageguard.verify_content`` is on; the verdict is kept per file version). With
+        *fd* (from :meth:`admit_open`), a header not yet checked is read from it."""
         if self.settings.verify_content:
             assert verdict.version is not None
             try:
-                self.content.check(verdict.path, verdict.version)
+                self.content.check(verdict.path, verdict.version, fd)
             except ContentError as exc:
                 raise type(exc)(f"{verdict.relpath}: {exc}") from None
 

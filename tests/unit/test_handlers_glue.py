@@ -52,8 +52,19 @@ def fake_apache() -> types.ModuleType:
         setattr(apache, name, value)
 
     def stat(path: str, wanted: int) -> types.SimpleNamespace:
-        # mod_python's finfo: filetype 0 (APR_NOFILE) for a missing file.
-        return types.SimpleNamespace(fname=path, filetype=1 if Path(path).is_file() else 0)
+        # mod_python's finfo: filetype 0 (APR_NOFILE) for a missing file, whole seconds.
+        try:
+            st = os.stat(path)
+        except OSError:
+            return types.SimpleNamespace(fname=path, filetype=0, inode=None, device=None)
+        return types.SimpleNamespace(
+            fname=path,
+            filetype=1 if Path(path).is_file() else 2,
+            inode=st.st_ino,
+            device=st.st_dev,
+            size=st.st_size,
+            mtime=int(st.st_mtime),
+        )
 
     apache.stat = stat  # type: ignore[attr-defined]
     return apache
@@ -89,7 +100,7 @@ class FakeRequest:
         self.err_headers_out = Table()
         self.hlist = types.SimpleNamespace(directory=str(root) + "/")
         self.server = types.SimpleNamespace(server_hostname="images.example.org")
-        self.finfo: object = None
+        self.finfo: object = sys.modules["mod_python.apache"].stat(self.filename, 0)  # Apache's
         self.status = 200
         self.useragent_ip = "127.0.0.1"
         self.args: str | None = None
@@ -251,7 +262,8 @@ def test_thumb_level_swaps_in_the_rendition(
     req = FakeRequest(root, "small.jpg", options)
     assert handlers.authzhandler(req) == 0
     assert sent(req).startswith(options["imageguard.cache_dir"])
-    assert req.finfo.fname == req.filename  # type: ignore[attr-defined]
+    cached = os.stat(sent(req))
+    assert (req.finfo.inode, req.finfo.size) == (cached.st_ino, cached.st_size)  # type: ignore[attr-defined]
     assert req.content_type == "image/jpeg"
     assert Image.open(req.filename).size == (256, 192)
     assert req.headers_out["Cache-Control"] == "private, max-age=0"
@@ -478,7 +490,7 @@ def test_a_file_swapped_twice_is_refused(
     monkeypatch.setattr(Gate, "open", always_swapping)
     req = FakeRequest(root, "open.jpg", options)
     assert handlers.authzhandler(req) == 404
-    assert "changed since it was checked (twice running)" in req.logged[-1][0]
+    assert "changed while it was being checked" in req.logged[-1][0]
     assert not req.filename.startswith("/proc/")
 
 
@@ -582,3 +594,50 @@ def test_a_handler_module_that_cannot_load_refuses_with_500(
         assert handler(req) == 500
         ((message, _),) = req.logged
         assert "its handlers cannot be loaded" in message
+
+
+def test_apaches_own_finfo_is_kept_when_it_describes_the_file_sent(
+    handlers: types.ModuleType, site: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The usual case costs no look-up: Apache's stat of the name asked for is the
+    file's. A finfo of another file is replaced, looked up by path, or by descriptor
+    when the path names another file by now."""
+    apache = sys.modules["mod_python.apache"]
+    looked_up: list[str] = []
+    real_stat = apache.stat
+
+    def counting(path: str, wanted: int) -> object:
+        looked_up.append(path)
+        return real_stat(path, wanted)
+
+    monkeypatch.setattr(apache, "stat", counting)
+    root, options = site
+    req = FakeRequest(root, "open.jpg", options)  # with Apache's finfo of the name asked
+    kept = req.finfo
+    looked_up.clear()
+    assert handlers.authzhandler(req) == 0
+    assert req.finfo is kept and looked_up == []
+    req.end()
+    req = FakeRequest(root, "open.jpg", options)
+    req.finfo = real_stat(str(root / "a.jpg"), 0)  # Apache saw another file
+    looked_up.clear()
+    assert handlers.authzhandler(req) == 0
+    assert looked_up == [str(root / "open.jpg")]
+    assert req.finfo.inode == os.stat(root / "open.jpg").st_ino  # type: ignore[attr-defined]
+    req.end()
+    looked_up.clear()
+    req = FakeRequest(root, "open.jpg", options)
+    req.finfo = real_stat(str(root / "a.jpg"), 0)
+
+    def replacing(path: str, wanted: int) -> object:  # the name is another file by now
+        looked_up.append(path)
+        if path == str(root / "open.jpg"):
+            return real_stat(str(root / "a.jpg"), wanted)
+        return real_stat(path, wanted)
+
+    monkeypatch.setattr(apache, "stat", replacing)
+    looked_up.clear()
+    assert handlers.authzhandler(req) == 0
+    assert looked_up == [str(root / "open.jpg"), req.filename]
+    assert req.finfo.inode == os.stat(sent(req)).st_ino  # type: ignore[attr-defined]
+    req.end()

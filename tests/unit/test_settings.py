@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from imageguard.errors import ConfigError, FormatMismatch
-from imageguard.runtime import runtime_for
+from imageguard.gate import GateVerdict
+from imageguard.runtime import Runtime, runtime_for
 from imageguard.settings import Settings
 
 
@@ -197,6 +199,16 @@ def test_ticket_runtime_needs_a_secret_file_and_a_timeout(tmp_path: Path) -> Non
     assert runtime_for(allowed, "").settings.tkt_timeout == 0
 
 
+def admitted(runtime: Runtime, path: Path) -> GateVerdict:
+    """What the handlers' gate says of *path*; the file it opened is read and closed."""
+    verdict, fd = runtime.admit_open("GET", str(path), "")
+    assert (fd >= 0) == verdict.allowed
+    if fd >= 0:
+        assert os.fstat(fd).st_ino == os.stat(verdict.path).st_ino  # the file checked
+        os.close(fd)
+    return verdict
+
+
 def test_admitted_files_are_checked_again_when_they_change(tmp_path: Path) -> None:
     from PIL import Image
 
@@ -205,22 +217,22 @@ def test_admitted_files_are_checked_again_when_they_change(tmp_path: Path) -> No
     photo = root / "a" / "x.jpg"
     Image.new("RGB", (8, 8)).save(photo)
     runtime = runtime_for({"imageguard.root": str(root)}, "")
-    first = runtime.admit("GET", str(photo), "")
-    assert first.allowed and runtime.admit("GET", str(photo), "") is first  # remembered
+    first = admitted(runtime, photo)
+    assert first.allowed and admitted(runtime, photo) is first  # remembered
     photo.write_text("<html>now a page</html>")  # edited: another version
-    edited = runtime.admit("GET", str(photo), "")
+    edited = admitted(runtime, photo)
     assert edited is not first and edited.version != first.version
     with pytest.raises(FormatMismatch):  # the content is checked again, for this version
         runtime.check_content(edited)
     Image.new("RGB", (8, 8)).save(photo)
-    runtime.check_content(runtime.admit("GET", str(photo), ""))
+    runtime.check_content(admitted(runtime, photo))
     # The folder replaced by a link leading out of the root: another file, refused.
     outside = tmp_path / "outside"
     outside.mkdir()
     Image.new("RGB", (9, 9)).save(outside / "x.jpg")
     (root / "a").rename(tmp_path / "old-a")
     (root / "a").symlink_to(outside)
-    assert runtime.admit("GET", str(photo), "").status == 403
+    assert admitted(runtime, photo).status == 403
 
 
 @pytest.mark.parametrize("moved", ["file", "folder"])
@@ -238,9 +250,9 @@ def test_a_remembered_admission_does_not_survive_a_move_behind_a_link(
     photo = root / "public" / "album" / "a.jpg"
     Image.new("RGB", (8, 8)).save(photo)
     runtime = runtime_for({"imageguard.root": str(root)}, "")
-    first = runtime.admit("GET", str(photo), "")
+    first = admitted(runtime, photo)
     assert first.relpath == "public/album/a.jpg"
-    assert runtime.admit("GET", str(photo), "") is first  # remembered
+    assert admitted(runtime, photo) is first  # remembered
     destination = tmp_path / "outside" if to == "outside" else root / to
     if moved == "file":  # the same inode, reached through a link left in its place
         photo.rename(destination / "a.jpg")
@@ -248,7 +260,7 @@ def test_a_remembered_admission_does_not_survive_a_move_behind_a_link(
     else:
         (root / "public" / "album").rename(destination / "album")
         (root / "public" / "album").symlink_to(destination / "album")
-    again = runtime.admit("GET", str(photo), "")
+    again = admitted(runtime, photo)
     if to == "private":  # allowed, but as the file it now is: the ACL sees private/
         assert again.allowed and again.relpath.startswith("private/")
     else:

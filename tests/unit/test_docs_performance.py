@@ -1,0 +1,76 @@
+"""docs/performance.md quotes the benchmark's own results: every figure of its two
+results tables, and the memory and ACL figures of the targets, are read back from the
+``bench/results/`` file the page names for them."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DOC = (ROOT / "docs" / "performance.md").read_text()
+SIZES = ("8k", "200k", "4m")
+
+
+def section(heading: str) -> str:
+    start = DOC.index(heading)
+    end = DOC.find("\n## ", start + len(heading))
+    return DOC[start : end if end > 0 else len(DOC)]
+
+
+def results_named_in(text: str) -> dict[str, Any]:
+    """The results file the section links to."""
+    (name,) = set(re.findall(r"\(\.\./(bench/results/[\w.-]+\.json)\)", text))
+    return json.loads((ROOT / name).read_text())
+
+
+def table_rows(text: str) -> list[list[str]]:
+    rows = [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in text.splitlines()
+        if line.startswith("| ")
+    ]
+    return rows[1:]  # no header (the separator line starts with "| ---" and is dropped below)
+
+
+def as_shown(value: float, shown: str) -> float:
+    """*value* rounded to as many decimals as the page shows in *shown*."""
+    decimals = len(shown.strip().partition(".")[2])
+    return round(value, decimals)
+
+
+def number(cell: str) -> float:
+    return float(cell.replace("*", "").replace(",", "").split()[0])
+
+
+@pytest.mark.parametrize("heading", ["## Results, mpm_event", "## Results, mpm_prefork"])
+def test_results_tables_are_the_benchmarks(heading: str) -> None:
+    text = section(heading)
+    results = results_named_in(text)
+    rows = [row for row in table_rows(text) if not row[0].startswith("---")]
+    assert [row[0].strip("*") for row in rows] == list(results["variants"])
+    for row in rows:
+        cells = results["cells"][row[0].strip("*")]
+        for index, size in enumerate(SIZES):
+            rps_cell, latency_cell = row[1 + 2 * index], row[2 + 2 * index]
+            measured = cells[size]
+            assert number(rps_cell) == round(measured["rps"]), (row[0], size)
+            if latency_cell:
+                for shown, key in zip(latency_cell.split("/"), ("p50_ms", "p99_ms")):
+                    assert as_shown(measured[key], shown) == float(shown), (row[0], size, key)
+
+
+def test_the_memory_and_acl_targets_are_the_benchmarks() -> None:
+    event = results_named_in(section("## Results, mpm_event"))
+    prefork = results_named_in(section("## Results, mpm_prefork"))
+    targets = section("## The targets")
+    for results in (event, prefork):
+        rss = results["rss"]
+        growth = f"+{rss['after_mb'] - rss['before_mb']:.1f} MB ({rss['before_mb']:.1f}"
+        assert growth in targets, growth
+    acl = event["acl"]
+    assert f"{acl['warm_p50_us']:.1f} us (p99 {acl['warm_p99_us']:.1f} us)" in targets
