@@ -51,15 +51,12 @@ UNSUPPORTED_MEDIA_TYPE = 415
 
 
 class Admission(NamedTuple):
-    """An allowed verdict, and how to find out cheaply that it still holds.
-
-    *walk* is every path the gate ``lstat``-ed on its way from the root to the file
-    (no symbolic link among them), *via_alias* whether the name reached the root through
-    its configured link. See :meth:`Gate.still_admits`.
-    """
+    """An allowed verdict reached without symbolic links below the root, which a later
+    request for the same name may reuse while :meth:`Gate.open` reaches the same version
+    of the file; *via_alias*: the name reached the root through its configured link,
+    which must then still lead there."""
 
     verdict: GateVerdict
-    walk: tuple[str, ...]
     via_alias: bool
 
 
@@ -187,7 +184,7 @@ class Gate:
             if refusal is not None:
                 return refusal, None
         try:
-            relpath, st, walk = self._resolve(name, requested)
+            relpath, st, direct = self._resolve(name, requested)
         except OSError as exc:  # a link swapped while it was being read
             return GateVerdict(NOT_FOUND, f"{filename} changed while it was looked up: {exc}"), None
         # From here on every refusal depends on what is on disk.
@@ -207,7 +204,7 @@ class Gate:
             return self._on_disk(FORBIDDEN, f"{relpath} is not a regular file"), None
         path = f"{self.root.rstrip('/')}/{relpath}"
         verdict = GateVerdict(OK, "allowed", relpath, path, FileVersion.of(st))
-        return verdict, Admission(verdict, walk, via_alias) if walk else None
+        return verdict, Admission(verdict, via_alias) if direct else None
 
     def open(self, relpath: str) -> int:
         """A read-only descriptor of the regular file *relpath* below the root, reached
@@ -250,26 +247,6 @@ class Gate:
         """A refusal that depends on what is on disk: 404 when existence is hidden."""
         return GateVerdict(NOT_FOUND if self.hide_existence else status, reason)
 
-    def still_admits(self, admission: Admission) -> bool:
-        """True when an earlier admission still holds: the same walk meets no link and
-        ends at the same version of a regular file.
-
-        The same ``lstat`` calls as the first time, without the rest of the checks. A
-        file or any folder on its path replaced by a link, moved, edited or removed
-        fails it, and the request is then checked in full again.
-        """
-        if admission.via_alias and not self.alias_intact():
-            return False
-        walk = admission.walk
-        try:
-            for path in walk[:-1]:
-                if not stat.S_ISDIR(os.lstat(path).st_mode):
-                    return False
-            st = os.lstat(walk[-1])
-        except OSError:
-            return False
-        return stat.S_ISREG(st.st_mode) and FileVersion.of(st) == admission.verdict.version
-
     def _below_root(self, name: str) -> tuple[str | None, bool]:
         """*name* (normalised) relative to the root or to its intact alias (else None),
         and whether it was below the alias."""
@@ -293,9 +270,9 @@ class Gate:
 
     def _resolve(
         self, name: str, relpath: str | None
-    ) -> tuple[str | None, os.stat_result | None, tuple[str, ...]]:
+    ) -> tuple[str | None, os.stat_result | None, bool]:
         """The real file's path below the root (None: outside), its stat (None: missing),
-        and the paths ``lstat``-ed on the fast path (empty when it was left).
+        and whether it was reached without any symbolic link below the root.
 
         *relpath* is *name* below the root as asked for. The fast path, with no symbolic
         link below the root, costs one ``lstat`` per path segment below the root, the
@@ -304,26 +281,24 @@ class Gate:
         if relpath:
             path = self.root
             st: os.stat_result | None = None
-            walk: list[str] = []
             for segment in relpath.split("/"):
                 path = f"{path}/{segment}" if path != "/" else f"/{segment}"
                 try:
                     st = os.lstat(path)
                 except OSError:
-                    return relpath, None, ()
+                    return relpath, None, False
                 if stat.S_ISLNK(st.st_mode):
                     break
-                walk.append(path)
             else:
-                return relpath, st, tuple(walk)
+                return relpath, st, True
         real = os.path.realpath(name)
         relpath = relative_to_root(real, self.root)
         if not relpath:
-            return relpath, None, ()
+            return relpath, None, False
         try:
-            return relpath, os.stat(real), ()
+            return relpath, os.stat(real), False
         except OSError:
-            return relpath, None, ()
+            return relpath, None, False
 
     def _check_name(self, relpath: str) -> GateVerdict | None:
         """Refuse hidden segments and extensions outside the allow list."""
