@@ -266,8 +266,9 @@ def htaccess(extensions: str = "", root: str = "") -> str:
         "# imageguard access gate: only image files, only GET and HEAD, no path tricks.",
         "# Needs AllowOverride (any class but None) on this directory in httpd.conf,",
         "# and imageguard on Apache's PythonPath (see `imageguard apache-conf`).",
-        "# Under an inherited 'Satisfy Any' (mod_access_compat) an access handler's refusal",
-        "# is ignored: make sure 'Satisfy All' applies to this directory.",
+        "# It hands Apache the file it checked, opened (/proc must be mounted), and a fixup",
+        "# it schedules refuses the request again if the server's configuration lets it",
+        "# through after a refusal (an inherited 'Satisfy Any', say).",
         f"PythonAccessHandler {HANDLER_MODULE}",
     ]
     if root:

@@ -25,22 +25,21 @@ file is the version the gate saw.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from .beneath import open_beneath, open_folder
 from .errors import ConfigError, FileChanged
 from .fileversion import OPEN_FLAGS, FileVersion
 
 DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp")
-#: Folders are opened only to look names up in them (O_PATH): like Apache, imageguard
-#: needs a folder's search permission, not its read permission.
-_FOLDER_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 #: What an open below the root fails with when a name is missing, a link or not a folder.
-_NOT_THERE = frozenset({errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.ENXIO})
+_NOT_THERE = frozenset({errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.ENXIO, errno.EXDEV})
 ALLOWED_METHODS = frozenset({"GET", "HEAD"})
 
 OK = 200
@@ -125,6 +124,13 @@ class Gate:
     #: a link leading outside the root or to a refused name) with 404, as a missing
     #: file is refused: ``imageguard.deny_status 404`` hides what exists.
     hide_existence: bool = False
+    #: The root, open, for :meth:`open` (opened at the first; the last one is current).
+    _tops: list[int] = field(default_factory=list, compare=False, repr=False)
+
+    def __del__(self) -> None:
+        for fd in self._tops:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     @classmethod
     def create(
@@ -206,42 +212,47 @@ class Gate:
         verdict = GateVerdict(OK, "allowed", relpath, path, FileVersion.of(st))
         return verdict, Admission(verdict, via_alias) if direct else None
 
-    def open(self, relpath: str) -> int:
+    def open(self, relpath: str, *, fresh: bool = False) -> tuple[int, FileVersion]:
         """A read-only descriptor of the regular file *relpath* below the root, reached
-        one name at a time without following any link.
+        without following any link (:func:`~imageguard.beneath.open_beneath`), and its
+        version.
 
-        This binds the name the rules were checked for to the file that is sent: each
-        folder is opened inside the folder opened before it (``openat`` with
-        ``O_NOFOLLOW``), so a folder or file swapped for a link at any moment makes the
-        open fail instead of leading elsewhere (a check by path, ``lstat`` after
-        ``lstat``, can be raced: a folder turned into a link between two calls leads
-        the second one into another folder). Raises
-        :class:`~imageguard.errors.FileChanged` when a name is not there, is a link,
-        or is not a folder (or, last, a regular file); the caller closes the descriptor.
+        This binds the name the rules were checked for to the file that is sent: a file
+        or folder swapped for a link at any moment makes the open fail instead of leading
+        elsewhere (a check by path, ``lstat`` after ``lstat``, can be raced: a folder
+        turned into a link between two calls leads the second one into another folder).
+        Raises :class:`~imageguard.errors.FileChanged` when a name is not there, is a
+        link, or is not a folder (or, last, a regular file); :class:`OSError` when a
+        permission is refused. The caller closes the descriptor.
+
+        The root is opened once and kept; with *fresh*, it is opened anew (for when the
+        root folder may have been replaced since: a second look after a change).
         """
-        *folders, name = relpath.split("/")
-        current = os.open(self.root, _FOLDER_FLAGS)
         try:
-            for folder in folders:
-                inner = os.open(folder, _FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=current)
-                os.close(current)
-                current = inner
-            fd = os.open(name, OPEN_FLAGS, dir_fd=current)
+            fd = open_beneath(self._top(fresh), relpath, OPEN_FLAGS)
         except OSError as exc:
             if exc.errno not in _NOT_THERE:
                 raise  # a permission refused, say: not a change, and not to be hidden
             raise FileChanged(
                 f"{relpath} cannot be reached without a link: {exc.strerror}"
             ) from None
-        finally:
-            os.close(current)
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
                 raise FileChanged(f"{relpath} is no longer a regular file")
         except BaseException:
             os.close(fd)
             raise
-        return fd
+        return fd, FileVersion.of(st)
+
+    def _top(self, fresh: bool) -> int:
+        """The root, open. A descriptor once handed out is never closed while the gate
+        lives: another thread may be opening a file below it."""
+        if fresh or not self._tops:
+            fd = open_folder(self.root)
+            self._tops.append(fd)
+            return fd
+        return self._tops[-1]
 
     def _on_disk(self, status: int, reason: str) -> GateVerdict:
         """A refusal that depends on what is on disk: 404 when existence is hidden."""

@@ -200,10 +200,10 @@ class Runtime:
         gate again, twice at most; a file that changes under both looks is a 404.
         """
         remembered = method in ALLOWED_METHODS and not path_info
-        for _ in range(2):
+        for again in (False, True):
             known = self._admitted.get(filename) if remembered else None
             if known is not None:
-                fd = self._open_version(known.verdict)
+                fd = self._open_version(known.verdict, again)
                 if fd >= 0 and (not known.via_alias or self.gate.alias_intact()):
                     return known.verdict, fd
                 if fd >= 0:
@@ -212,7 +212,7 @@ class Runtime:
             verdict, admission = self.gate.admit(method, filename, path_info)
             if not verdict.allowed:
                 return verdict, -1
-            fd = self._open_version(verdict)
+            fd = self._open_version(verdict, again)
             if fd < 0:
                 continue
             if admission is not None and len(filename) <= _ADMITTED_NAME_LIMIT:
@@ -222,13 +222,14 @@ class Runtime:
             return verdict, fd
         return GateVerdict(NOT_FOUND, f"{filename} changed while it was being checked"), -1
 
-    def _open_version(self, verdict: GateVerdict) -> int:
-        """:meth:`Gate.open` of the verdict's file, if it is the verdict's version; else -1."""
+    def _open_version(self, verdict: GateVerdict, fresh: bool) -> int:
+        """:meth:`Gate.open` of the verdict's file, if it is the verdict's version; else -1
+        (*fresh*: the root opened anew, in case it is another folder by now)."""
         try:
-            fd = self.gate.open(verdict.relpath)
+            fd, version = self.gate.open(verdict.relpath, fresh=fresh)
         except FileChanged:
             return -1
-        if FileVersion.of(os.fstat(fd)) == verdict.version:
+        if version == verdict.version:
             return fd
         os.close(fd)
         return -1

@@ -6,6 +6,7 @@ One server per MPM (``event`` and ``prefork``), module-scoped per test module. T
   with a login URL;
 * ``/dbimages``: the same tree with DbmSession and ``deny_status 404``;
 * ``/ht``: a directory gated only by an ``.htaccess`` holding the access handler;
+  ``/ht-any`` the same under the parent's ``Satisfy Any``;
 * ``/strict``: the same tree with renditions but no downgrading, a watermark naming
   the viewer, and the placeholder padlock for refusals;
 * ``/broken``: imageguard pointed at an ACL store that does not exist;
@@ -248,6 +249,9 @@ def build_site(mpm: str, mode: str = "one-phase", **server_settings: object) -> 
     Image.new("RGB", (8, 8), "blue").save(ht / "a.jpg", "JPEG")
     (ht / "a.txt").write_text("text\n")
     (ht / ".htaccess").write_text(htaccess(root=str(ht)))
+    ht_any = workdir / "ht-any"
+    shutil.copytree(ht, ht_any)
+    (ht_any / ".htaccess").write_text(htaccess(root=str(ht_any)))
     # One <Directory> per application path: options of two blocks naming the same
     # directory would merge, so each application reaches apps/ through its own link.
     (workdir / "app").symlink_to(APPS)
@@ -413,8 +417,14 @@ Alias /unguarded {workdir / "unguarded"}
 Listen [::1]:{ipv6_port}
 Alias /ht {ht}
 <Directory {ht}>
-    # An access handler can only refuse where Satisfy Any does not apply.
     Satisfy All
+    Require all granted
+    AllowOverride All
+</Directory>
+# Under Satisfy Any, Apache ignores the access handler's refusal when a Require passes;
+# the fixup the handler scheduled refuses the request again.
+Alias /ht-any {ht_any}
+<Directory {ht_any}>
     Require all granted
     AllowOverride All
 </Directory>

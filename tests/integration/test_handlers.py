@@ -83,12 +83,15 @@ def test_gate_refusal_logged_in_one_line(site: Site) -> None:
     assert lines and "/images/gate/notes.txt" in lines[-1]
 
 
-def test_htaccess_gate(site: Site) -> None:
-    assert status(site, "/ht/a.jpg") == 200
-    assert status(site, "/ht/a.txt") == 403
-    assert status(site, "/ht/a.jpg/x.jpg") == 403
-    assert status(site, "/ht/.htaccess") == 403
-    assert status(site, "/ht/a.jpg", method="POST") == 405
+@pytest.mark.parametrize("prefix", ["/ht", "/ht-any"])
+def test_htaccess_gate(site: Site, prefix: str) -> None:
+    got, headers, body = site.request(f"{prefix}/a.jpg")
+    assert got == 200 and headers["content-type"] == "image/jpeg"
+    assert body == (site.workdir / prefix.lstrip("/") / "a.jpg").read_bytes()
+    assert status(site, f"{prefix}/a.txt") == 403
+    assert status(site, f"{prefix}/a.jpg/x.jpg") == 403
+    assert status(site, f"{prefix}/.htaccess") == 403
+    assert status(site, f"{prefix}/a.jpg", method="POST") == 405
 
 
 # --------------------------------------------------------------------------- identity & ACL

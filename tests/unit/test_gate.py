@@ -176,7 +176,19 @@ def test_root_renamed_and_link_repointed_is_not_trusted(tmp_path: Path) -> None:
 # ----------------------------------------------------------------- binding the name
 
 
-def test_open_reaches_the_file_by_real_folders_only(tmp_path: Path) -> None:
+@pytest.fixture(params=["openat2", "folder by folder"])
+def way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test of Gate.open runs with openat2 and with the fallback without it."""
+    from imageguard import beneath
+
+    if request.param != "openat2":
+        monkeypatch.setattr(beneath, "_syscall", None)
+    elif beneath._syscall is None:
+        pytest.skip("no openat2 here")
+    return str(request.param)
+
+
+def test_open_reaches_the_file_by_real_folders_only(tmp_path: Path, way: str) -> None:
     from imageguard.errors import FileChanged
 
     root = tmp_path / "root"
@@ -185,7 +197,8 @@ def test_open_reaches_the_file_by_real_folders_only(tmp_path: Path) -> None:
     (root / "private").mkdir()
     (root / "private" / "x.jpg").write_bytes(b"secret")
     gate = Gate.create(str(root))
-    fd = gate.open("a/b/x.jpg")
+    fd, version = gate.open("a/b/x.jpg")
+    assert version.inode == os.stat(root / "a" / "b" / "x.jpg").st_ino
     try:
         assert os.read(fd, 10) == b"x"
     finally:
@@ -197,12 +210,14 @@ def test_open_reaches_the_file_by_real_folders_only(tmp_path: Path) -> None:
     (root / "link.jpg").symlink_to(root / "private" / "x.jpg")
     (root / "file").write_bytes(b"")
     (root / "dir.jpg").mkdir()
-    for relpath in ("a/b/x.jpg", "link.jpg", "file/x.jpg", "a/missing.jpg", "dir.jpg"):
+    for relpath in (
+        "a/b/x.jpg", "link.jpg", "file/x.jpg", "a/missing.jpg", "dir.jpg", "a/../private/x.jpg"
+    ):  # fmt: skip
         with pytest.raises(FileChanged):
             gate.open(relpath)
 
 
-def test_open_leaves_no_descriptor_behind(tmp_path: Path) -> None:
+def test_open_leaves_no_descriptor_behind(tmp_path: Path, way: str) -> None:
     from imageguard.errors import FileChanged
 
     root = tmp_path / "root"
@@ -210,10 +225,11 @@ def test_open_leaves_no_descriptor_behind(tmp_path: Path) -> None:
     (root / "a" / "x.jpg").write_bytes(b"x")
     (root / "a" / "d.jpg").mkdir()
     gate = Gate.create(str(root))
+    os.close(gate.open("a/x.jpg")[0])  # the root is opened at the first, and kept
     before = len(os.listdir("/proc/self/fd"))
     for _ in range(50):
-        os.close(gate.open("a/x.jpg"))
-        for relpath in ("a/missing.jpg", "a/d.jpg", "missing/x.jpg"):
+        os.close(gate.open("a/x.jpg")[0])
+        for relpath in ("a/missing.jpg", "a/d.jpg", "missing/x.jpg", "a/x.jpg/y.jpg"):
             with pytest.raises(FileChanged):
                 gate.open(relpath)
     assert len(os.listdir("/proc/self/fd")) == before
@@ -239,7 +255,7 @@ def test_hidden_existence_makes_disk_refusals_404(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
-def test_open_needs_search_permission_only() -> None:
+def test_open_needs_search_permission_only(way: str) -> None:
     """A folder Apache's user may enter but not list (mode 711) is no obstacle; a file it
     may not read is a permission error, not a change."""
     import shutil
@@ -260,7 +276,7 @@ def test_open_needs_search_permission_only() -> None:
         try:
             os.setgid(65534)
             os.setuid(65534)
-            os.close(gate.open("private/x.jpg"))
+            os.close(gate.open("private/x.jpg")[0])
             try:
                 gate.open("private/locked.jpg")
             except PermissionError:
@@ -270,3 +286,52 @@ def test_open_needs_search_permission_only() -> None:
     _, status = os.waitpid(pid, 0)
     shutil.rmtree(top)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.parametrize("refusal", ["ENOSYS", "EPERM"])
+def test_without_openat2_it_goes_folder_by_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refusal: str
+) -> None:
+    """An old kernel (ENOSYS) or a seccomp filter (EPERM) refusing openat2: the first
+    open finds out, and every open from then on goes folder by folder."""
+    import ctypes
+    import errno
+
+    from imageguard import beneath
+
+    calls: list[int] = []
+
+    def refusing(*args: object) -> int:
+        calls.append(1)
+        ctypes.set_errno(getattr(errno, refusal))
+        return -1
+
+    monkeypatch.setattr(beneath, "_syscall", refusing)
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "x.jpg").write_bytes(b"x")
+    gate = Gate.create(str(root))
+    for _ in range(3):
+        fd, _version = gate.open("a/x.jpg")
+        os.close(fd)
+    assert calls == [1] and beneath._syscall is None
+
+
+def test_a_replaced_root_is_found_again_on_a_fresh_open(tmp_path: Path) -> None:
+    """The root is kept open; a root folder replaced since is reached with fresh=True
+    (the second look after a change), and the old descriptor is left alone."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "x.jpg").write_bytes(b"old")
+    gate = Gate.create(str(root))
+    fd, _ = gate.open("x.jpg")
+    os.close(fd)
+    root.rename(tmp_path / "old-root")
+    root.mkdir()
+    (root / "x.jpg").write_bytes(b"new")
+    fd, _ = gate.open("x.jpg")
+    assert os.read(fd, 10) == b"old"  # the folder that was the root
+    os.close(fd)
+    fd, _ = gate.open("x.jpg", fresh=True)
+    assert os.read(fd, 10) == b"new"
+    os.close(fd)

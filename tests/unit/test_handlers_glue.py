@@ -459,12 +459,12 @@ def test_a_file_swapped_after_the_check_is_looked_at_again(
     calls: list[str] = []
     real_open = Gate.open
 
-    def swapping(gate: Gate, relpath: str) -> int:
+    def swapping(gate: Gate, relpath: str, **options: bool) -> tuple[int, object]:
         calls.append(relpath)
         if len(calls) == 1:  # replaced between the gate's lstat and this open
             (root / "open.jpg").unlink()
             Image.new("RGB", (10, 10), "white").save(root / "open.jpg")
-        return real_open(gate, relpath)
+        return real_open(gate, relpath, **options)
 
     monkeypatch.setattr(Gate, "open", swapping)
     req = FakeRequest(root, "open.jpg", options)
@@ -482,10 +482,10 @@ def test_a_file_swapped_twice_is_refused(
     root, options = site
     real_open = Gate.open
 
-    def always_swapping(gate: Gate, relpath: str) -> int:
+    def always_swapping(gate: Gate, relpath: str, **options: bool) -> tuple[int, object]:
         (root / "open.jpg").unlink()
         Image.new("RGB", (10, 10), "white").save(root / "open.jpg")
-        return real_open(gate, relpath)
+        return real_open(gate, relpath, **options)
 
     monkeypatch.setattr(Gate, "open", always_swapping)
     req = FakeRequest(root, "open.jpg", options)
