@@ -36,7 +36,7 @@ import contextlib
 import os
 import stat
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from mod_python import apache
@@ -578,43 +578,37 @@ def accesshandler(req: Any) -> int:
     is the last word, and it hands the admitted file to Apache itself; otherwise the
     authorization phase does that.
     """
-    try:
-        _schedule_fixup(req)
-        state = _state(req)
-        refusal = _gate_refusal(req, state)
-        if refusal is not None:
-            return refusal
-        if state.runtime.gate_only:
-            _send_original(req, state)
-        return apache.OK
-    except Exception as exc:
-        return _fail_closed(req, "access", exc)
+    return _phase(req, "access", _admit_alone)
 
 
 def authenhandler(req: Any) -> int:
     """Authentication phase: set ``req.user`` from the application's session."""
-    try:
-        _schedule_fixup(req)
-        state = _state(req)
-        refusal = _gate_refusal(req, state)
-        if refusal is not None:
-            return refusal
-        return _authenticate(req, state, _login(req, state))
-    except Exception as exc:
-        return _fail_closed(req, "authen", exc)
+    return _phase(req, "authen", lambda req, state: _authenticate(req, state, _login(req, state)))
 
 
 def authzhandler(req: Any) -> int:
     """Authorization phase: the ACL's level and the variant asked for decide what is sent."""
+    return _phase(req, "authz", lambda req, state: _authorize(req, state, _login(req, state)))
+
+
+def _phase(req: Any, phase: str, step: Callable[[Any, _RequestState], int]) -> int:
+    """One phase of the three: the fixup scheduled, the gate passed, then *step*; any
+    exception is a refusal."""
     try:
         _schedule_fixup(req)
         state = _state(req)
         refusal = _gate_refusal(req, state)
         if refusal is not None:
             return refusal
-        return _authorize(req, state, _login(req, state))
+        return step(req, state)
     except Exception as exc:
-        return _fail_closed(req, "authz", exc)
+        return _fail_closed(req, phase, exc)
+
+
+def _admit_alone(req: Any, state: _RequestState) -> int:
+    if state.runtime.gate_only:
+        _send_original(req, state)
+    return apache.OK
 
 
 def gatekeeper(req: Any) -> int:

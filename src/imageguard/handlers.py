@@ -29,37 +29,31 @@ def _unavailable(req, exc: BaseException) -> int:  # noqa: ANN001
     return 500
 
 
-def accesshandler(req):  # noqa: ANN001, ANN201 - mod_python's request object, an int status
-    """Access phase: refuse methods, path tricks and files the gate does not allow."""
-    try:
-        from .adapters import accesshandler as handle
-    except Exception as exc:
-        return _unavailable(req, exc)
-    return handle(req)
+def calling(name: str, doc: str):  # noqa: ANN201 - a mod_python handler
+    """A handler that imports :mod:`imageguard.adapters` when first called and calls its
+    function *name* (500 and one log line if the import fails)."""
+
+    def handler(req):  # noqa: ANN001
+        try:  # as "from .adapters import <name>" would: the module as sys.modules has it
+            adapters = __import__("adapters", globals(), None, (name,), 1)
+        except Exception as exc:
+            return _unavailable(req, exc)
+        return getattr(adapters, name)(req)
+
+    handler.__name__ = handler.__qualname__ = name
+    handler.__doc__ = doc
+    return handler
 
 
-def authenhandler(req):  # noqa: ANN001, ANN201
-    """Authentication phase: ``req.user`` from the application's session, read-only."""
-    try:
-        from .adapters import authenhandler as handle
-    except Exception as exc:
-        return _unavailable(req, exc)
-    return handle(req)
-
-
-def authzhandler(req):  # noqa: ANN001, ANN201
-    """Authorization phase: serve the image only if the ACL grants a served level."""
-    try:
-        from .adapters import authzhandler as handle
-    except Exception as exc:
-        return _unavailable(req, exc)
-    return handle(req)
-
-
-def fixuphandler(req):  # noqa: ANN001, ANN201
-    """Fixup phase: refuse what no imageguard handler admitted (scheduled by each)."""
-    try:
-        from .adapters import fixuphandler as handle
-    except Exception as exc:
-        return _unavailable(req, exc)
-    return handle(req)
+accesshandler = calling(
+    "accesshandler", "Access phase: refuse methods, path tricks and files the gate does not allow."
+)
+authenhandler = calling(
+    "authenhandler", "Authentication phase: ``req.user`` from the application's session."
+)
+authzhandler = calling(
+    "authzhandler", "Authorization phase: serve the image only if the ACL grants a served level."
+)
+fixuphandler = calling(
+    "fixuphandler", "Fixup phase: refuse what no imageguard handler admitted (scheduled by each)."
+)
