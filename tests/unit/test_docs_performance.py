@@ -23,9 +23,10 @@ def section(heading: str) -> str:
 
 
 def results_named_in(text: str) -> dict[str, Any]:
-    """The results file the section links to."""
-    (name,) = set(re.findall(r"\(\.\./(bench/results/[\w.-]+\.json)\)", text))
-    return json.loads((ROOT / name).read_text())
+    """The results file the section's tables come from (the link after "From")."""
+    found = re.search(r"From\s+\[[^\]]*\]\(\.\./(bench/results/[\w.-]+\.json)\)", text)
+    assert found, "the section names no results file"
+    return json.loads((ROOT / found.group(1)).read_text())
 
 
 def table_rows(text: str) -> list[list[str]]:
