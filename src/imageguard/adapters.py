@@ -80,6 +80,7 @@ _STATE_ATTR = "imageguard_state"
 _REFUSED_ATTR = "imageguard_refused"
 _SENT_ATTR = "imageguard_sent"
 _FIXUP_ATTR = "imageguard_fixup"
+_PASSED_ATTR = "imageguard_fixup_passed"
 _FD_PREFIX = "/proc/self/fd/"
 
 
@@ -393,7 +394,7 @@ def _login_redirect(req: Any, login_url: str) -> int:
         back = ""
     joiner = "&" if "?" in login_url else "?"
     req.err_headers_out["Location"] = f"{login_url}{joiner}back={urllib.parse.quote(back, safe='')}"
-    req.err_headers_out["Cache-Control"] = "no-store"
+    req.err_headers_out["Cache-Control"] = NO_STORE
     setattr(req, _REFUSED_ATTR, apache.HTTP_MOVED_TEMPORARILY)
     return apache.HTTP_MOVED_TEMPORARILY
 
@@ -453,6 +454,8 @@ def _authorize(req: Any, state: _RequestState, login: Login) -> int:
 def _authorize_once(req: Any, state: _RequestState, login: Login) -> int:
     decision = _decision(state)
     level = max(decision.level, _shared_level(req, state, login.identity))
+    if level is Level.DENY:  # before the query is read: a bad ?v= must not tell "there"
+        return _deny(req, state, login, decision.reason)
     asked = requested_variant(state.query)
     choice = choose(asked, level, downgrade=state.runtime.settings.downgrade)
     if choice.served:
@@ -643,13 +646,19 @@ def fixuphandler(req: Any) -> int:
     It runs after every access and authorization step, after mod_mime has typed the
     request and after Apache applied ``SetHandler`` and ``ForceType``, also when the
     configuration skipped imageguard's later phases (a ``Require`` that needs no user,
-    ``Satisfy Any``, a missing ``PythonAuthzHandler`` line). So it catches:
+    ``Satisfy Any``, a missing ``PythonAuthzHandler`` line). Every handler schedules it
+    for its request, and the generated configuration names it too (``PythonFixupHandler``):
+    that line also covers a request that reached the directory without any access check
+    (an ``ErrorDocument`` or internal redirect into it, whose configuration equals its
+    parent's). So it catches:
 
     * a refusal the configuration overrode: refused again, with the same status;
-    * a request no handler admitted (authorization never ran): 500;
+    * a request no handler admitted (authorization never ran, or no phase did): 500;
     * a file name, Content-Type or handler changed after admission: 500.
     """
     try:
+        if getattr(req, _PASSED_ATTR, False):  # scheduled and configured both: once is enough
+            return apache.OK
         refused = getattr(req, _REFUSED_ATTR, None)
         if refused is not None:
             _log(
@@ -671,6 +680,7 @@ def fixuphandler(req: Any) -> int:
         problem = _sent_otherwise(req, sent)
         if problem:
             return _refuse(req, apache.HTTP_INTERNAL_SERVER_ERROR, f"fixup: {problem}")
+        setattr(req, _PASSED_ATTR, True)
         return apache.OK
     except Exception as exc:
         return _fail_closed(req, "fixup", exc)

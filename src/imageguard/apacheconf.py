@@ -228,6 +228,11 @@ PythonImport mod_python.apache {INTERPRETER}
     PythonInterpreter {INTERPRETER}
 
 {handlers}
+    # After every other phase, also for a request Apache let in without asking the
+    # handlers above (an ErrorDocument or internal redirect into this directory, a
+    # Require that needs no user, Satisfy Any): refuse what imageguard did not admit.
+    PythonFixupHandler {HANDLER_MODULE}
+
     # mod_python cannot read a Cookie header holding a byte that is not UTF-8 (another
     # application's cookie, say): Apache picks the login cookie out for imageguard.
     <IfModule mod_setenvif.c>
@@ -266,10 +271,12 @@ def htaccess(extensions: str = "", root: str = "") -> str:
         "# imageguard access gate: only image files, only GET and HEAD, no path tricks.",
         "# Needs AllowOverride (any class but None) on this directory in httpd.conf,",
         "# and imageguard on Apache's PythonPath (see `imageguard apache-conf`).",
-        "# It hands Apache the file it checked, opened (/proc must be mounted), and a fixup",
-        "# it schedules refuses the request again if the server's configuration lets it",
-        "# through after a refusal (an inherited 'Satisfy Any', say).",
+        "# It hands Apache the file it checked, opened (/proc must be mounted); the fixup",
+        "# refuses the request again if the server's configuration lets it through after",
+        "# a refusal (an inherited 'Satisfy Any', say), or without asking the gate at all",
+        "# (an ErrorDocument or internal redirect into this directory).",
         f"PythonAccessHandler {HANDLER_MODULE}",
+        f"PythonFixupHandler {HANDLER_MODULE}",
     ]
     if root:
         lines.append(f"PythonOption imageguard.root {root}")

@@ -25,21 +25,23 @@ file is the version the gate saw.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
-from .beneath import open_beneath, open_folder
+from .beneath import open_beneath
 from .errors import ConfigError, FileChanged
 from .fileversion import OPEN_FLAGS, FileVersion
 
 DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp")
-#: What an open below the root fails with when a name is missing, a link or not a folder.
-_NOT_THERE = frozenset({errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.ENXIO, errno.EXDEV})
+#: What an open below the root fails with when a name is missing, a link or not a folder
+#: (or, EAGAIN, a file its owner holds a lease on: not to be had now either).
+_NOT_THERE = frozenset(
+    {errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.ENXIO, errno.EXDEV, errno.EAGAIN}
+)
 ALLOWED_METHODS = frozenset({"GET", "HEAD"})
 
 OK = 200
@@ -124,13 +126,6 @@ class Gate:
     #: a link leading outside the root or to a refused name) with 404, as a missing
     #: file is refused: ``imageguard.deny_status 404`` hides what exists.
     hide_existence: bool = False
-    #: The root, open, for :meth:`open` (opened at the first; the last one is current).
-    _tops: list[int] = field(default_factory=list, compare=False, repr=False)
-
-    def __del__(self) -> None:
-        for fd in self._tops:
-            with contextlib.suppress(OSError):
-                os.close(fd)
 
     @classmethod
     def create(
@@ -173,10 +168,7 @@ class Gate:
         if method not in ALLOWED_METHODS:
             return GateVerdict(METHOD_NOT_ALLOWED, f"method {method} not allowed"), None
         if path_info:
-            return (
-                GateVerdict(FORBIDDEN, f"extra path after the file name: {path_info!r}"),
-                None,
-            )
+            return self._extra_path(filename, path_info), None
         if not filename:
             return GateVerdict(FORBIDDEN, "request did not map to a file"), None
         name = os.path.normpath(filename)
@@ -195,24 +187,24 @@ class Gate:
             return GateVerdict(NOT_FOUND, f"{filename} changed while it was looked up: {exc}"), None
         # From here on every refusal depends on what is on disk.
         if relpath is None:
-            return self._on_disk(FORBIDDEN, f"{filename} resolves outside {self.root}"), None
+            return self.on_disk(FORBIDDEN, f"{filename} resolves outside {self.root}"), None
         if not relpath:
-            return self._on_disk(FORBIDDEN, "the root directory itself is not an image"), None
+            return self.on_disk(FORBIDDEN, "the root directory itself is not an image"), None
         if relpath != requested:  # reached through a link: the file it leads to must pass
             refusal = self._check_name(relpath)
             if refusal is not None:
-                return self._on_disk(refusal.status, refusal.reason), None
+                return self.on_disk(refusal.status, refusal.reason), None
             if not _is_utf8(relpath):
-                return self._on_disk(FORBIDDEN, "a link leads to a name that is not UTF-8"), None
+                return self.on_disk(FORBIDDEN, "a link leads to a name that is not UTF-8"), None
         if st is None:
             return GateVerdict(NOT_FOUND, f"{relpath}: no such file"), None
         if not stat.S_ISREG(st.st_mode):
-            return self._on_disk(FORBIDDEN, f"{relpath} is not a regular file"), None
+            return self.on_disk(FORBIDDEN, f"{relpath} is not a regular file"), None
         path = f"{self.root.rstrip('/')}/{relpath}"
         verdict = GateVerdict(OK, "allowed", relpath, path, FileVersion.of(st))
         return verdict, Admission(verdict, via_alias) if direct else None
 
-    def open(self, relpath: str, *, fresh: bool = False) -> tuple[int, FileVersion]:
+    def open(self, relpath: str) -> tuple[int, FileVersion]:
         """A read-only descriptor of the regular file *relpath* below the root, reached
         without following any link (:func:`~imageguard.beneath.open_beneath`), and its
         version.
@@ -224,12 +216,9 @@ class Gate:
         Raises :class:`~imageguard.errors.FileChanged` when a name is not there, is a
         link, or is not a folder (or, last, a regular file); :class:`OSError` when a
         permission is refused. The caller closes the descriptor.
-
-        The root is opened once and kept; with *fresh*, it is opened anew (for when the
-        root folder may have been replaced since: a second look after a change).
         """
         try:
-            fd = open_beneath(self._top(fresh), relpath, OPEN_FLAGS)
+            fd = open_beneath(self.root, relpath, OPEN_FLAGS)
         except OSError as exc:
             if exc.errno not in _NOT_THERE:
                 raise  # a permission refused, say: not a change, and not to be hidden
@@ -245,16 +234,22 @@ class Gate:
             raise
         return fd, FileVersion.of(st)
 
-    def _top(self, fresh: bool) -> int:
-        """The root, open. A descriptor once handed out is never closed while the gate
-        lives: another thread may be opening a file below it."""
-        if fresh or not self._tops:
-            fd = open_folder(self.root)
-            self._tops.append(fd)
-            return fd
-        return self._tops[-1]
+    def _extra_path(self, filename: str, path_info: str) -> GateVerdict:
+        """The refusal of a request with extra path after a file name.
 
-    def _on_disk(self, status: int, reason: str) -> GateVerdict:
+        Apache splits the path where the disk stops matching it (the first name that is
+        a file, or not there), so the split itself tells what exists. Where existence is
+        hidden, the whole path is judged as a name instead: refused for its name (403)
+        as it would be anyway, or not found (404) like any file that is not there.
+        """
+        reason = f"extra path after the file name: {path_info!r}"
+        if not self.hide_existence:
+            return GateVerdict(FORBIDDEN, reason)
+        whole, _ = self._below_root(os.path.normpath(filename + path_info))
+        refusal = self._check_name(whole) if whole else None
+        return refusal or GateVerdict(NOT_FOUND, reason)
+
+    def on_disk(self, status: int, reason: str) -> GateVerdict:
         """A refusal that depends on what is on disk: 404 when existence is hidden."""
         return GateVerdict(NOT_FOUND if self.hide_existence else status, reason)
 

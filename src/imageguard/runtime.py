@@ -28,7 +28,7 @@ from .errors import (
     TicketExpired,
 )
 from .fileversion import FileVersion
-from .gate import ALLOWED_METHODS, NOT_FOUND, Admission, Gate, GateVerdict
+from .gate import ALLOWED_METHODS, FORBIDDEN, NOT_FOUND, Admission, Gate, GateVerdict
 from .levels import Level
 from .placeholder import PLACEHOLDER_NAME, locked_image
 from .principals import ANONYMOUS, Identity
@@ -197,36 +197,41 @@ class Runtime:
         is remembered by file name; a later request for that name costs only the open
         and a ``fstat`` (the open itself proves that no link has appeared on the way, and
         the version that the file was not replaced). Anything else goes through the whole
-        gate again, twice at most; a file that changes under both looks is a 404.
+        gate again, twice at most; a file that changes under both looks is a 404. A file
+        Apache's user may not read is refused as the disk's other refusals are (404 where
+        existence is hidden).
         """
         remembered = method in ALLOWED_METHODS and not path_info
-        for again in (False, True):
-            known = self._admitted.get(filename) if remembered else None
-            if known is not None:
-                fd = self._open_version(known.verdict, again)
-                if fd >= 0 and (not known.via_alias or self.gate.alias_intact()):
-                    return known.verdict, fd
-                if fd >= 0:
-                    os.close(fd)
-                self._admitted.pop(filename, None)
-            verdict, admission = self.gate.admit(method, filename, path_info)
-            if not verdict.allowed:
-                return verdict, -1
-            fd = self._open_version(verdict, again)
-            if fd < 0:
-                continue
-            if admission is not None and len(filename) <= _ADMITTED_NAME_LIMIT:
-                if len(self._admitted) >= _ADMITTED_LIMIT:
-                    self._admitted.clear()
-                self._admitted[filename] = admission
-            return verdict, fd
+        try:
+            for _ in range(2):
+                known = self._admitted.get(filename) if remembered else None
+                if known is not None:
+                    fd = self._open_version(known.verdict)
+                    if fd >= 0 and (not known.via_alias or self.gate.alias_intact()):
+                        return known.verdict, fd
+                    if fd >= 0:
+                        os.close(fd)
+                    self._admitted.pop(filename, None)
+                verdict, admission = self.gate.admit(method, filename, path_info)
+                if not verdict.allowed:
+                    return verdict, -1
+                fd = self._open_version(verdict)
+                if fd < 0:
+                    continue
+                if admission is not None and len(filename) <= _ADMITTED_NAME_LIMIT:
+                    if len(self._admitted) >= _ADMITTED_LIMIT:
+                        self._admitted.clear()
+                    self._admitted[filename] = admission
+                return verdict, fd
+        except PermissionError as exc:  # the gate's look only needed to search folders
+            reason = f"{exc.filename or filename}: not readable by Apache's user"
+            return self.gate.on_disk(FORBIDDEN, reason), -1
         return GateVerdict(NOT_FOUND, f"{filename} changed while it was being checked"), -1
 
-    def _open_version(self, verdict: GateVerdict, fresh: bool) -> int:
-        """:meth:`Gate.open` of the verdict's file, if it is the verdict's version; else -1
-        (*fresh*: the root opened anew, in case it is another folder by now)."""
+    def _open_version(self, verdict: GateVerdict) -> int:
+        """:meth:`Gate.open` of the verdict's file, if it is the verdict's version; else -1."""
         try:
-            fd, version = self.gate.open(verdict.relpath, fresh=fresh)
+            fd, version = self.gate.open(verdict.relpath)
         except FileChanged:
             return -1
         if version == verdict.version:

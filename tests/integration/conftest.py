@@ -263,6 +263,9 @@ def build_site(mpm: str, mode: str = "one-phase", **server_settings: object) -> 
     (workdir / "rules.txt").write_text(RULES)
     cli(db, "import", str(workdir / "rules.txt"))
     prepare_readable(workdir)
+    # A file Apache's user may not read (an upload moved into place from mkstemp, 0600).
+    Image.new("RGB", (8, 8), "black").save(root / "private" / "locked.jpg", "JPEG")
+    (root / "private" / "locked.jpg").chmod(0o600)
     secrets = state / "secrets"
     secrets.write_text(SECRET + "\n")
     cache = state / "cache"

@@ -310,6 +310,10 @@ def same_answer(first: tuple, second: tuple) -> None:
         "gate/fifo.jpg",  # not a regular file
         "gate/link-out.jpg",  # a link leading out of the root
         "gate/text-link.jpg",  # a link to a file with a refused extension
+        "private/locked.jpg",  # there, but not readable by Apache's user
+        "nofolder/x.jpg",  # Apache splits off path_info where the disk stops matching
+        "users/zed/me.jpg",  # ...so a missing folder used to tell users apart
+        "gate/ok.jpg/x.jpg",  # extra path after a file that is there
     ],
 )
 def test_with_deny_status_404_what_is_there_looks_like_what_is_not(site: Site, hidden: str) -> None:
@@ -321,6 +325,19 @@ def test_with_deny_status_404_what_is_there_looks_like_what_is_not(site: Site, h
             site.request(f"/dbimages/{missing}", cookie=cookie),
         )
         assert site.request(f"/dbimages/{missing}", cookie=cookie)[0] == 404
+
+
+@pytest.mark.parametrize("query", ["?v=bogus", "?v=thumb&v=thumb", "?v=%ff"])
+def test_with_deny_status_404_a_bad_variant_does_not_tell_either(site: Site, query: str) -> None:
+    """A logged-in viewer who may not see a file gets the same 404 whatever the query
+    asks for; only a viewer allowed to see it learns that the variant is unknown."""
+    bob = site.login("bob", app="/dbapp")
+    same_answer(
+        site.request(f"/dbimages/private/secret.jpg{query}", cookie=bob),
+        site.request(f"/dbimages/private/absent.jpg{query}", cookie=bob),
+    )
+    alice = site.login("alice", app="/dbapp")
+    assert site.request(f"/dbimages/private/secret.jpg{query}", cookie=alice)[0] == 400
 
 
 def test_with_deny_status_404_the_login_redirect_does_not_tell_either(site: Site) -> None:
@@ -342,6 +359,14 @@ def test_with_deny_status_404_the_login_redirect_does_not_tell_either(site: Site
         site.request("/dbimages/private/secret.jpg", cookie=bob, headers=html),
         site.request("/dbimages/private/missing.jpg", cookie=bob, headers=html),
     )
+
+
+def test_a_file_apache_cannot_read_is_refused_cleanly(site: Site) -> None:
+    mark = len(site.error_log())
+    got, _, body = site.request(f"{IMG}/private/locked.jpg", cookie=site.cookie_for("alice"))
+    assert got == 403 and not body.startswith(b"\xff\xd8")
+    no_traceback(body)
+    assert "not readable by Apache's user" in one_refusal_line(site, mark)
 
 
 def test_refusals_are_never_cached(site: Site) -> None:

@@ -292,17 +292,18 @@ def test_open_needs_search_permission_only(way: str) -> None:
 def test_without_openat2_it_goes_folder_by_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refusal: str
 ) -> None:
-    """An old kernel (ENOSYS) or a seccomp filter (EPERM) refusing openat2: the first
-    open finds out, and every open from then on goes folder by folder."""
+    """An old kernel (ENOSYS) or a seccomp filter (EPERM, for a probe of "/" too)
+    refusing openat2: the first open finds out, and every open from then on goes
+    folder by folder."""
     import ctypes
     import errno
 
     from imageguard import beneath
 
-    calls: list[int] = []
+    calls: list[bytes] = []
 
-    def refusing(*args: object) -> int:
-        calls.append(1)
+    def refusing(number: int, dirfd: int, path: bytes, *rest: object) -> int:
+        calls.append(path)
         ctypes.set_errno(getattr(errno, refusal))
         return -1
 
@@ -314,12 +315,43 @@ def test_without_openat2_it_goes_folder_by_folder(
     for _ in range(3):
         fd, _version = gate.open("a/x.jpg")
         os.close(fd)
-    assert calls == [1] and beneath._syscall is None
+    probes = [b"/"] if refusal == "EPERM" else []
+    assert calls == [os.fsencode(root / "a" / "x.jpg"), *probes]
+    assert beneath._syscall is None
 
 
-def test_a_replaced_root_is_found_again_on_a_fresh_open(tmp_path: Path) -> None:
-    """The root is kept open; a root folder replaced since is reached with fresh=True
-    (the second look after a change), and the old descriptor is left alone."""
+def test_a_file_refused_by_eperm_alone_keeps_openat2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EPERM for one file (an antivirus, a FUSE file system) while "/" opens: a refused
+    permission for that file, and openat2 stays in use."""
+    import ctypes
+    import errno
+
+    from imageguard import beneath
+
+    real = beneath._syscall
+    if real is None:
+        pytest.skip("no openat2 here")
+
+    def refusing_one(number: int, dirfd: int, path: bytes, *rest: object) -> int:
+        if path.endswith(b"x.jpg"):
+            ctypes.set_errno(errno.EPERM)
+            return -1
+        return int(real(number, dirfd, path, *rest))
+
+    monkeypatch.setattr(beneath, "_syscall", refusing_one)
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "x.jpg").write_bytes(b"x")
+    with pytest.raises(PermissionError):
+        Gate.create(str(root)).open("x.jpg")
+    assert beneath._syscall is refusing_one
+
+
+def test_a_replaced_root_is_followed_at_once(tmp_path: Path) -> None:
+    """Nothing is kept open between requests: a root folder replaced (a tree swapped
+    into place by renaming) is the root of the next open."""
     root = tmp_path / "root"
     root.mkdir()
     (root / "x.jpg").write_bytes(b"old")
@@ -330,8 +362,5 @@ def test_a_replaced_root_is_found_again_on_a_fresh_open(tmp_path: Path) -> None:
     root.mkdir()
     (root / "x.jpg").write_bytes(b"new")
     fd, _ = gate.open("x.jpg")
-    assert os.read(fd, 10) == b"old"  # the folder that was the root
-    os.close(fd)
-    fd, _ = gate.open("x.jpg", fresh=True)
     assert os.read(fd, 10) == b"new"
     os.close(fd)
