@@ -9,9 +9,9 @@ because something went wrong. Apache's own default handler then sends the file
 
 How a file is handed to Apache, and why it is safe:
 
-* **The very file that was checked.** The handler opens the admitted file itself,
-  folder by folder without following any link (:meth:`~imageguard.gate.Gate.open`), and
-  only if it is the version the gate saw; it keeps the descriptor open until the request
+* **The very file that was checked.** The gate opens the admitted file itself, without
+  following any link on the way (:meth:`~imageguard.gate.Gate.open`), and only if it is
+  the version its checks saw; it keeps the descriptor open until the request
   ends and names it to Apache as ``/proc/self/fd/N``. Apache opens that name, which is
   the open file whatever happens to the path meanwhile: a file or folder swapped for a
   link after the check is never what gets sent.
@@ -20,10 +20,11 @@ How a file is handed to Apache, and why it is safe:
   INCLUDES``, CGI, PHP, languages, encodings) can apply; the handler sets the
   Content-Type itself.
 * **A second look after the phases.** Every handler schedules :func:`fixuphandler` for
-  its request. The fixup phase runs after authorization and after Apache's own type and
-  handler overrides, also when the configuration skipped imageguard's later phases: it
-  refuses the request unless an imageguard handler admitted it, Apache's file handler
-  will send it, and nothing changed the file name or type since.
+  its request, and the generated configuration names it as well. The fixup phase runs
+  after authorization and after Apache's own type and handler overrides, also when the
+  configuration skipped imageguard's later phases: it refuses the request unless an
+  imageguard handler admitted it, Apache's file handler will send it, and nothing
+  changed the file name or type since.
 
 mod_python decodes request strings strictly as UTF-8, so reading ``req.uri`` or a header
 can itself raise; every such read here is guarded (a path that is not UTF-8 is a 404, a
@@ -45,7 +46,6 @@ from .acl import Decision
 from .errors import (
     ConfigError,
     ContentError,
-    FileChanged,
     ImageGuardError,
     RenditionError,
     ShareLinkError,
@@ -124,10 +124,6 @@ class _RequestState:
         self.runtime = runtime
         self.query = query
         self.login: Login | None = None
-        self.forget_file()
-
-    def forget_file(self) -> None:
-        """Forget what was learnt about the file (it changed): look at it afresh."""
         self.verdict: GateVerdict | None = None
         #: The admitted file, open (-1: none); closed when the request ends.
         self.fd = -1
@@ -241,8 +237,8 @@ def _failure(exc: BaseException) -> tuple[int, str]:
     """The status and log message for an exception that ended a handler.
 
     A request that cannot be read as UTF-8 is 404 (its path) or 400 (its query), a file
-    that cannot be served as an image 415, an unknown variant 400, a file that changed
-    while being checked 404, a file Apache's user may not read 403, a bad configuration,
+    that cannot be served as an image 415, an unknown variant 400, a file Apache's user
+    may not read 403, a bad configuration,
     store or cache 500, any other imageguard error 403, a bug 500.
     """
     if isinstance(exc, _NotUTF8):
@@ -255,8 +251,6 @@ def _failure(exc: BaseException) -> tuple[int, str]:
         return apache.HTTP_UNSUPPORTED_MEDIA_TYPE, f"refused: {exc}"
     if isinstance(exc, VariantError):
         return apache.HTTP_BAD_REQUEST, f"refused: {exc}"
-    if isinstance(exc, FileChanged):
-        return apache.HTTP_NOT_FOUND, f"refused: {exc} (twice running)"
     if isinstance(exc, ImageGuardError):
         return apache.HTTP_FORBIDDEN, f"refused: {exc}"
     if isinstance(exc, PermissionError):
@@ -437,21 +431,9 @@ def _authenticate(req: Any, state: _RequestState, login: Login) -> int:
 def _authorize(req: Any, state: _RequestState, login: Login) -> int:
     """Let Apache send the variant the level and the request decide, or refuse.
 
-    A file that changed between the gate's look and its opening is looked at once more
-    from the start (a replaced file is a new file, with its own rules); a second change
-    refuses the request.
+    Everything is made from the file the gate opened (:meth:`Runtime.admit_open`), so a
+    name swapped meanwhile changes nothing of what is checked, rendered or sent.
     """
-    try:
-        return _authorize_once(req, state, login)
-    except FileChanged:
-        state.forget_file()
-        refusal = _gate_refusal(req, state)
-        if refusal is not None:
-            return refusal
-        return _authorize_once(req, state, login)
-
-
-def _authorize_once(req: Any, state: _RequestState, login: Login) -> int:
     decision = _decision(state)
     level = max(decision.level, _shared_level(req, state, login.identity))
     if level is Level.DENY:  # before the query is read: a bad ?v= must not tell "there"
@@ -463,9 +445,7 @@ def _authorize_once(req: Any, state: _RequestState, login: Login) -> int:
     why = decision.reason
     if level > decision.level:
         why += f"; a share link grants {level.label}"
-    if level > Level.DENY:
-        why += f"; {choice.reason}"
-    return _deny(req, state, login, why)
+    return _deny(req, state, login, f"{why}; {choice.reason}")
 
 
 def _allow(req: Any, state: _RequestState, login: Login, choice: VariantChoice) -> int:
@@ -478,8 +458,10 @@ def _allow(req: Any, state: _RequestState, login: Login, choice: VariantChoice) 
     else:
         viewer = login.identity.user or GUEST
         host = req.server.server_hostname or ""
-        planned = runtime.plan_rendition(verdict, choice.variant, viewer=viewer, host=host)
-        fd, version = _open_rendition(req, runtime, planned)
+        planned = runtime.plan_rendition(
+            verdict, choice.variant, viewer=viewer, host=host, fd=state.fd
+        )
+        fd, version = _open_rendition(req, runtime, planned, state.fd)
         _send(req, fd, version, planned.path, planned.media_type)
     req.headers_out["Cache-Control"] = runtime.cache_control
     req.headers_out.add("Vary", "Cookie")
@@ -496,13 +478,14 @@ def _send_original(req: Any, state: _RequestState) -> None:
 
 
 def _open_rendition(
-    req: Any, runtime: Runtime, planned: PlannedRendition
+    req: Any, runtime: Runtime, planned: PlannedRendition, original: int
 ) -> tuple[int, FileVersion]:
-    """The rendition *planned*, open (made first if it is not in the cache)."""
+    """The rendition *planned*, open (made first, from the *original* descriptor, if it is
+    not in the cache)."""
     try:
         return _open_regular(req, planned.path)
     except FileNotFoundError:
-        runtime.make_rendition(planned)
+        runtime.make_rendition(planned, original)
     try:
         return _open_regular(req, planned.path)
     except OSError as exc:

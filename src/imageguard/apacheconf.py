@@ -134,7 +134,7 @@ class SiteConfig:
         escaped = re.escape(name)
         # The last cookie of that name wins, as mod_python's own reading does; a session
         # id is 32 hex digits, a ticket any run of cookie-value characters (quoted or not).
-        value = r'(\"[^\";,\s]*\"|[^\";,\s]+)' if tickets else r"([0-9a-f]{32})"
+        value = r"(\"[^\";,\s]*\"|[^\";,\s]+)" if tickets else r"([0-9a-f]{32})"
         return (
             f'SetEnvIf Cookie "^(?:.*[;,])?\\s*{escaped}={value}\\s*(?:[;,]|$)" '
             f"{LOGIN_COOKIE_ENV}=$1"

@@ -26,7 +26,6 @@ import struct
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 
@@ -151,7 +150,7 @@ def identify(
     """
     try:
         with (
-            _reader(path, version, fd) as handle,
+            open_file(path, version, fd) as handle,
             Image.open(handle, formats=list(decoders)) as image,
         ):
             found = image.format or "?"
@@ -181,15 +180,6 @@ def identify(
         raise UnreadableImage(f"header cannot be read: {exc}") from None
     except (SyntaxError, ValueError, EOFError, struct.error) as exc:
         raise UnreadableImage(f"header cannot be read: {exc}") from None
-
-
-def _reader(path: str, version: FileVersion | None, fd: int) -> BinaryIO:
-    """The file to read a header from: a copy of *fd*, rewound, or *path* opened."""
-    if fd < 0:
-        return open_file(path, version)
-    handle = os.fdopen(os.dup(fd), "rb")
-    handle.seek(0)
-    return handle
 
 
 def _is_empty(path: str) -> bool:

@@ -69,8 +69,13 @@ def open_version(path: str, version: FileVersion) -> int:
     return fd
 
 
-def open_file(path: str, version: FileVersion | None = None) -> BinaryIO:
-    """*path* opened for reading as :func:`open_version` opens it (or, without a
-    *version* to hold it to, with the same flags and no check)."""
-    fd = os.open(path, OPEN_FLAGS) if version is None else open_version(path, version)
-    return os.fdopen(fd, "rb")
+def open_file(path: str, version: FileVersion | None = None, fd: int = -1) -> BinaryIO:
+    """The file to read: a copy of *fd* (an open descriptor of that very file, already
+    bound to its name), rewound; else *path* opened as :func:`open_version` opens it (or,
+    without a *version* to hold it to, with the same flags and no check)."""
+    if fd >= 0:
+        handle = os.fdopen(os.dup(fd), "rb")
+        handle.seek(0)
+        return handle
+    opened = os.open(path, OPEN_FLAGS) if version is None else open_version(path, version)
+    return os.fdopen(opened, "rb")

@@ -19,7 +19,7 @@ that would be refused) is a 404, like a missing file, when the gate hides existe
 An allowed verdict carries the real file's path and its :class:`FileVersion` (from the
 ``lstat`` calls the gate made anyway). Those are a check, not a promise: names can be
 swapped for links between two calls. What is sent is opened afterwards with
-:meth:`Gate.open`, folder by folder without following any link, and only if that open
+:meth:`Gate.open`, without following any link on the way, and only if that open
 file is the version the gate saw.
 """
 

@@ -149,8 +149,12 @@ class RenditionCache:
         info: ImageInfo,
         spec: RenditionSpec,
         max_pixels: int,
+        fd: int = -1,
     ) -> None:
         """Make the rendition *path* names, unless another request made it meanwhile.
+
+        The original is read from *fd* when it is given (an open descriptor of it),
+        else from the root by *relpath*, refused unless it is still at *version*.
 
         Raises :class:`~imageguard.errors.ContentError` when the original cannot be
         rendered, and :class:`~imageguard.errors.RenditionError` when the result cannot
@@ -164,7 +168,9 @@ class RenditionCache:
                 return
             try:
                 with self._rendering:
-                    data = make_rendition(f"{self.root}/{relpath}", info, spec, max_pixels, version)
+                    data = make_rendition(
+                        f"{self.root}/{relpath}", info, spec, max_pixels, version, fd
+                    )
             except ContentError as exc:
                 if len(self._failed) >= _FAILED_LIMIT:
                     self._failed.clear()

@@ -262,17 +262,19 @@ def make_rendition(
     spec: RenditionSpec,
     max_pixels: int,
     version: FileVersion | None = None,
+    fd: int = -1,
 ) -> bytes:
     """The encoded rendition *spec* of the image file *path* (whose header gave *info*).
 
     With *version*, the file opened must be that version (not replaced since it was
-    checked). Raises :class:`~imageguard.errors.ContentError` for a file that cannot be
-    made into one: too many pixels, truncated, corrupt, or not what its header claimed.
+    checked); with *fd*, an open descriptor of that file, it is read from there. Raises
+    :class:`~imageguard.errors.ContentError` for a file that cannot be made into one:
+    too many pixels, truncated, corrupt, or not what its header claimed.
     """
     check_pixels(info.width, info.height, max_pixels)
     try:
         with (
-            open_file(path, version) as handle,
+            open_file(path, version, fd) as handle,
             Image.open(handle, formats=[info.format]) as source,
         ):
             found = SAME_FORMAT.get(source.format or "?", source.format)

@@ -191,8 +191,8 @@ class Runtime:
         """The gate's verdict on a request and, when it is allowed, a descriptor of the very
         file it is about (-1 otherwise; the caller closes it).
 
-        The descriptor comes from :meth:`Gate.open`, folder by folder without following
-        links, and must be the version the gate's checks saw: that binds the name the
+        The descriptor comes from :meth:`Gate.open`, which follows no link on the way, and
+        must be the version the gate's checks saw: that binds the name the
         rules are checked for to the file sent. An allowed verdict reached without links
         is remembered by file name; a later request for that name costs only the open
         and a ``fstat`` (the open itself proves that no link has appeared on the way, and
@@ -262,16 +262,17 @@ class Runtime:
         return self.renditions.keep(PLACEHOLDER_NAME, locked_image)
 
     def plan_rendition(
-        self, verdict: GateVerdict, variant: Level, *, viewer: str, host: str
+        self, verdict: GateVerdict, variant: Level, *, viewer: str, host: str, fd: int = -1
     ) -> PlannedRendition:
         """Which rendition *variant* of the admitted file to send, and where it is kept.
 
         The preview's watermark names *viewer* and *host* when the template asks for
-        them. Nothing is made or read here beyond the (cached) content check.
+        them. Nothing is made or read here beyond the (cached) content check, which reads
+        a header not yet checked from *fd* when given (see :meth:`admit_open`).
         """
         assert verdict.version is not None
         spec = self._preview_spec(viewer, host) if variant is Level.PREVIEW else self._thumb_spec
-        info = self.content.check(verdict.path, verdict.version)
+        info = self.content.check(verdict.path, verdict.version, fd)
         path = self.renditions.path_for(verdict.relpath, verdict.version, info, spec)
         media = FORMAT_MEDIA_TYPES[output_format(info)]
         return PlannedRendition(path, verdict.relpath, verdict.version, info, spec, media)
@@ -291,9 +292,10 @@ class Runtime:
             )
         return spec
 
-    def make_rendition(self, planned: PlannedRendition) -> None:
-        """Make *planned* in the cache (if no one did meanwhile); ContentError if it cannot
-        be made from the file, RenditionError if it cannot be stored."""
+    def make_rendition(self, planned: PlannedRendition, fd: int = -1) -> None:
+        """Make *planned* in the cache (if no one did meanwhile), from *fd* when given;
+        ContentError if it cannot be made from the file, RenditionError if it cannot be
+        stored."""
         self.renditions.make(
             planned.path,
             planned.relpath,
@@ -301,6 +303,7 @@ class Runtime:
             planned.info,
             planned.spec,
             self.settings.max_pixels,
+            fd,
         )
 
     def _make_verifier(self, secrets: tuple[bytes, ...]) -> TicketVerifier:

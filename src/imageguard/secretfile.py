@@ -40,8 +40,7 @@ def check_secrets(secrets: Iterable[bytes], what: str = "signing secrets") -> tu
             raise ConfigError(f"{what} must be bytes, not {type(secret).__name__}")
         if len(secret) < MIN_SECRET_LENGTH:
             raise ConfigError(
-                f"{what}: a secret needs at least {MIN_SECRET_LENGTH} bytes, "
-                f"one has {len(secret)}"
+                f"{what}: a secret needs at least {MIN_SECRET_LENGTH} bytes, one has {len(secret)}"
             )
     return found
 

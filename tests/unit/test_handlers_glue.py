@@ -344,7 +344,9 @@ def test_a_rendition_that_cannot_be_found_after_making_is_500(
     from imageguard.runtime import Runtime
 
     root, options = site
-    monkeypatch.setattr(Runtime, "make_rendition", lambda self, planned: None)  # made nothing
+    monkeypatch.setattr(
+        Runtime, "make_rendition", lambda self, planned, fd=-1: None
+    )  # made nothing
     req = FakeRequest(root, "small.jpg", options)
     assert handlers.authzhandler(req) == 500
     assert req.filename.endswith("small.jpg")  # the original was not swapped in
@@ -372,6 +374,8 @@ def test_fixup_passes_what_was_admitted_as_it_was_admitted(
     assert handlers.authzhandler(req) == 0
     assert sent(req) == str(root / "open.jpg") and req.content_type == "image/jpeg"
     assert handlers.fixuphandler(req) == 0
+    req.filename = "/srv/other.jpg"  # the configured copy, run right after: not a second look
+    assert handlers.fixuphandler(req) == 0 and len(req.logged) == 0
     req.end()
 
 
@@ -640,4 +644,27 @@ def test_apaches_own_finfo_is_kept_when_it_describes_the_file_sent(
     assert handlers.authzhandler(req) == 0
     assert looked_up == [str(root / "open.jpg"), req.filename]
     assert req.finfo.inode == os.stat(sent(req)).st_ino  # type: ignore[attr-defined]
+    req.end()
+
+
+def test_a_rendition_is_made_from_the_file_the_gate_opened(
+    handlers: types.ModuleType, site: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The name replaced right after the gate opened the file: the content check and the
+    rendition read the opened file (800x600), not the one now at its name (600x800)."""
+    from imageguard.gate import Gate
+
+    root, options = site
+    real_open = Gate.open
+
+    def open_then_swap(gate: Gate, relpath: str) -> tuple[int, object]:
+        opened = real_open(gate, relpath)
+        (root / "small.jpg").unlink()
+        Image.new("RGB", (600, 800), "white").save(root / "small.jpg")
+        return opened
+
+    monkeypatch.setattr(Gate, "open", open_then_swap)
+    req = FakeRequest(root, "small.jpg", options)
+    assert handlers.authzhandler(req) == 0
+    assert Image.open(req.filename).size == (256, 192)
     req.end()
