@@ -23,11 +23,18 @@ difference decides, larger wins):
 
 Patterns equal on all four are equally specific; the principal and level then decide
 (see :mod:`imageguard.acl`).
+
+Names are compared in Unicode's composed form (NFC): ``café.jpg`` typed on a keyboard
+(``é`` one character) and the same name as a Mac or an upload form may write it on disk
+(``e`` and a combining accent) look the same, so a rule about one is a rule about the
+other (:func:`canonical`). Without that, a deny rule typed in one form would not cover
+a file uploaded under the other.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from .errors import PatternError
@@ -35,6 +42,11 @@ from .errors import PatternError
 USER_TOKEN = "{user}"
 _MAX_PATTERN = 1024
 _FORBIDDEN_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
+def canonical(path: str) -> str:
+    """*path* in the form patterns and paths are compared in: Unicode NFC."""
+    return path if path.isascii() else unicodedata.normalize("NFC", path)
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,7 @@ class Pattern:
 
     def matches(self, relpath: str, user: str | None) -> bool:
         """True when *relpath* matches, ``{user}`` segments standing for *user*."""
+        relpath = canonical(relpath)
         if self.specificity.exact:
             return relpath == self.text
         found = self.regex.fullmatch(relpath)
@@ -140,9 +153,9 @@ def _regex(segments: list[str]) -> str:
 
 def compile_pattern(text: str) -> Pattern:
     """Validate and compile *text* (see the module docstring for the syntax)."""
-    segments = _segments(text.strip())
-    canonical = text.strip()
-    exact = all(_is_literal(s) for s in segments) and not canonical.endswith("/")
+    stripped = canonical(text.strip())
+    segments = _segments(stripped)
+    exact = all(_is_literal(s) for s in segments) and not stripped.endswith("/")
     depth = 0
     for segment in segments:
         if segment != USER_TOKEN and not _is_literal(segment):
@@ -153,7 +166,7 @@ def compile_pattern(text: str) -> Pattern:
         if not _is_literal(segment):
             break
         anchor_segments.append(segment)
-    anchor = canonical if exact else "".join(s + "/" for s in anchor_segments)
+    anchor = stripped if exact else "".join(s + "/" for s in anchor_segments)
     literal_chars = sum(len(s.replace("*", "")) for s in segments if s not in {"**", USER_TOKEN})
     specificity = Specificity(
         exact=exact,
@@ -162,7 +175,7 @@ def compile_pattern(text: str) -> Pattern:
         literal_chars=literal_chars,
     )
     return Pattern(
-        text=canonical,
+        text=stripped,
         anchor=anchor,
         specificity=specificity,
         regex=re.compile(_regex(segments), re.DOTALL),
@@ -176,13 +189,14 @@ def anchors_for(relpath: str) -> list[str]:
     A pattern's anchor is its exact path, or its fixed leading directories followed by
     ``/`` (``""`` when the first segment is already a wildcard). A rule can only match a
     path when its anchor is one of the path's ancestor directories or the path itself,
-    which lets the store fetch the few candidate rules with one indexed query.
+    which lets the store fetch the few candidate rules with one indexed query. Anchors
+    are in :func:`canonical` form, like the patterns they come from.
     """
-    parts = relpath.split("/")
+    parts = canonical(relpath).split("/")
     found = [""]
     prefix = ""
     for part in parts[:-1]:
         prefix += part + "/"
         found.append(prefix)
-    found.append(relpath)
+    found.append("/".join(parts))
     return found

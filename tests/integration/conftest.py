@@ -34,7 +34,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -233,10 +233,20 @@ class Site:
         return [ln for ln in self.error_log()[mark:].splitlines() if needle in ln]
 
 
-def build_site(mpm: str, mode: str = "one-phase", **server_settings: object) -> Iterator[Site]:
+def build_site(
+    mpm: str,
+    mode: str = "one-phase",
+    *,
+    extra_body: Callable[[Path], str] | None = None,
+    **server_settings: object,
+) -> Iterator[Site]:
     """Build the site with imageguard configured in *mode* ("one-phase": the gatekeeper,
     "three-phase": the three handlers), start Apache with *server_settings*
-    (ApacheConfig fields), yield it."""
+    (ApacheConfig fields), yield it.
+
+    *extra_body*, given the work directory, returns more server configuration (it may
+    create the files that configuration names, readable by Apache's user).
+    """
     workdir = make_workdir(f"imageguard-it-{mpm}-")
     root = workdir / "images"
     root.mkdir()
@@ -433,6 +443,7 @@ Alias /ht-any {ht_any}
 </Directory>
 {file_app}
 {dbm_app}
+{extra_body(workdir) if extra_body else ""}
 """
     server = LocalApache(
         ApacheConfig(

@@ -136,3 +136,21 @@ def test_every_matching_pattern_anchor_is_among_the_path_anchors() -> None:
 def test_anchors_for() -> None:
     assert anchors_for("a/b/c.jpg") == ["", "a/", "a/b/", "a/b/c.jpg"]
     assert anchors_for("c.jpg") == ["", "c.jpg"]
+
+
+# A name as a keyboard types it (composed, NFC) and as a Mac writes it (decomposed, NFD).
+COMPOSED = "photos/\u00e9t\u00e9.jpg"
+DECOMPOSED = "photos/e\u0301te\u0301.jpg"
+
+
+@pytest.mark.parametrize("pattern", [COMPOSED, DECOMPOSED, "photos/*t\u00e9.jpg", "photos/"])
+@pytest.mark.parametrize("path", [COMPOSED, DECOMPOSED])
+def test_composed_and_decomposed_names_are_one_name(pattern: str, path: str) -> None:
+    """A deny rule typed one way covers the file uploaded the other way."""
+    assert compile_pattern(pattern).matches(path, None)
+
+
+def test_patterns_and_anchors_are_kept_composed() -> None:
+    assert compile_pattern(DECOMPOSED).text == COMPOSED
+    assert compile_pattern(DECOMPOSED).anchor == COMPOSED
+    assert anchors_for(DECOMPOSED) == ["", "photos/", COMPOSED]

@@ -275,3 +275,19 @@ def test_cached_reader_is_thread_safe(db: Path) -> None:
     for thread in threads:
         thread.join()
     assert errors == []
+
+
+def test_a_deny_typed_composed_covers_a_decomposed_upload(db: Path) -> None:
+    """The hostile-request suite's case: the file on disk is NFD, the rule NFC."""
+    with AclStore(db) as store:
+        store.grant("photos/", "authenticated", "full")
+        store.grant("photos/\u00e9t\u00e9.jpg", "authenticated", "deny")
+        decision = store.decide("photos/e\u0301te\u0301.jpg", Identity("bob"))
+        assert decision.level is Level.DENY, decision.reason
+        # Granted the other way round, the rule is one rule.
+        store.grant("photos/e\u0301te\u0301.jpg", "user:alice", "full")
+        assert [str(r) for r in store.candidates("photos/\u00e9t\u00e9.jpg")].count(
+            "photos/\u00e9t\u00e9.jpg user:alice full"
+        ) == 1
+    acl = CachedAcl(str(db))
+    assert acl.decide("photos/e\u0301te\u0301.jpg", Identity("bob")).level is Level.DENY
