@@ -686,3 +686,45 @@ def test_the_leak_check_sees_every_protected_file(hostile: Hostile) -> None:
         at = data.index(hostile.marks[name][0])
         assert name in leaked(hostile, b"<p>" + data[at : at + 40] + b"</p>", None)
         assert name not in leaked(hostile, data, name)
+
+
+# --------------------------------------------------------------------------- the docs
+
+GROUPS = {
+    "Encodings": ENCODINGS,
+    "Path shapes": PATH_SHAPES,
+    "Methods": METHODS,
+    "Ranges and conditionals": RANGES,
+    "Size limits": SIZES,
+    "Cookies and tickets": COOKIES,
+    "Subrequests and internal redirects": SUBREQUESTS,
+}
+
+
+def _shown(target: bytes) -> str:
+    """The request target as docs/security.md shows it (long ones shortened)."""
+    text = "".join(chr(b) if 0x20 <= b < 0x7F else f"\\x{b:02x}" for b in target)
+    if len(text) > 60:
+        text = f"{text[:40]}… ({len(target):,} bytes)"
+    return text.replace("|", "\\|")
+
+
+def markdown_tables() -> str:
+    """The tables of docs/security.md's "Hostile requests" section, from CASES."""
+    out: list[str] = []
+    for group, cases in GROUPS.items():
+        out += [f"**{group}**", "", "| case | request | viewer | status |", "| --- | --- | --- | --- |"]
+        for case in cases:
+            viewer = case.viewer or "anonymous"
+            if case.cookie is not None:
+                viewer = "own cookie"
+            status = str(case.status)
+            if case.by_mode:
+                status = ", ".join(f"{s} ({m})" for m, s in case.by_mode)
+            request = f"`{case.method.decode()} {_shown(case.target)}`"
+            names = [name.decode() for name, _ in case.headers]
+            if names:
+                request += " with " + ", ".join(dict.fromkeys(names))
+            out.append(f"| {case.name} | {request} | {viewer} | {status} |")
+        out.append("")
+    return "\n".join(out)
