@@ -713,7 +713,12 @@ def markdown_tables() -> str:
     """The tables of docs/security.md's "Hostile requests" section, from CASES."""
     out: list[str] = []
     for group, cases in GROUPS.items():
-        out += [f"**{group}**", "", "| case | request | viewer | status |", "| --- | --- | --- | --- |"]
+        out += [
+            f"**{group}**",
+            "",
+            "| case | request | viewer | status |",
+            "| --- | --- | --- | --- |",
+        ]
         for case in cases:
             viewer = case.viewer or "anonymous"
             if case.cookie is not None:
