@@ -653,13 +653,7 @@ def fixuphandler(req: Any) -> int:
             return int(refused)
         sent = getattr(req, _SENT_ATTR, None)
         if sent is None:
-            return _refuse(
-                req,
-                apache.HTTP_INTERNAL_SERVER_ERROR,
-                "fixup: no imageguard handler admitted this request: its authorization "
-                "did not run (a Require that needs no user, Satisfy Any, or no "
-                "PythonAuthzHandler line where an ACL store is configured)",
-            )
+            return _refuse(req, apache.HTTP_INTERNAL_SERVER_ERROR, _not_admitted(req))
         problem = _sent_otherwise(req, sent)
         if problem:
             return _refuse(req, apache.HTTP_INTERNAL_SERVER_ERROR, f"fixup: {problem}")
@@ -667,6 +661,24 @@ def fixuphandler(req: Any) -> int:
         return apache.OK
     except Exception as exc:
         return _fail_closed(req, "fixup", exc)
+
+
+def _not_admitted(req: Any) -> str:
+    """The fixup's reason for a request that no imageguard handler admitted."""
+    if req.prev is not None or req.main is not None:
+        # Apache skips every access check of an internal redirect or a subrequest whose
+        # configuration equals its parent's.
+        kind = "internal redirect" if req.prev is not None else "subrequest"
+        return (
+            f"fixup: no imageguard handler admitted this {kind}: Apache skipped its access "
+            "checks, as its configuration equals the original request's (an ErrorDocument "
+            "or an internal_redirect pointing into the same protected directory?)"
+        )
+    return (
+        "fixup: no imageguard handler admitted this request: its authorization did not "
+        "run (a Require that needs no user, Satisfy Any, or no PythonAuthzHandler line "
+        "where an ACL store is configured)"
+    )
 
 
 def _sent_otherwise(req: Any, sent: _Sent) -> str:

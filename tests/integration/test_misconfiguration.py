@@ -176,6 +176,15 @@ def test_a_denied_image_stays_denied(server: Server, mode: str, mistake: str) ->
     assert status in (401, 403, 404, 500), (status, body[:200])
     assert secret not in body and not body.startswith(b"\xff\xd8")
     assert b"Traceback" not in body
+    if mistake == "ErrorDocument into the root":
+        # The error document is the denied image itself: Apache ran no access check for
+        # that internal redirect (its configuration is the request's own), the
+        # configured fixup refused it.
+        lines = server.server.error_log_text().splitlines()
+        assert any(
+            "internal redirect: Apache skipped its access checks" in line and url in line
+            for line in lines
+        ), lines[-4:]
     # Paths the gate refuses stay refused too (the access phase's refusal overridden).
     for path in ("/gate/notes.txt", "/gate/ok.jpg/x.jpg", "/.hidden/x.jpg", "/private/no.jpg"):
         status, _, body = server.get(f"{url}{path}")

@@ -94,6 +94,8 @@ class FakeRequest:
         self.unparsed_uri = self.uri
         self.path_info = ""
         self.method = "GET"
+        self.prev = kw.pop("prev", None)  # the request an internal redirect came from
+        self.main = None  # the request a subrequest was made for
         self.user: str | None = None
         self.headers_in = Table(kw.pop("headers", {}))  # type: ignore[arg-type]
         self.headers_out = Table()
@@ -412,6 +414,17 @@ def test_fixup_refuses_what_no_handler_admitted(
     assert handlers.accesshandler(req) == 0  # an ACL store is set: authz must admit
     assert handlers.fixuphandler(req) == 500  # ...and never ran
     assert "authorization did not run" in req.logged[-1][0]
+
+
+def test_fixup_names_an_internal_redirect_whose_checks_apache_skipped(
+    handlers: types.ModuleType, site: tuple[Path, dict[str, str]]
+) -> None:
+    """An ErrorDocument into the same directory: Apache ran no access check for it."""
+    root, options = site
+    first = FakeRequest(root, "secret.jpg", options)
+    req = FakeRequest(root, "open.jpg", options, prev=first)
+    assert handlers.fixuphandler(req) == 500
+    assert "internal redirect: Apache skipped its access checks" in req.logged[-1][0]
 
 
 def test_fixup_repeats_a_refusal_the_configuration_overrode(
