@@ -19,7 +19,7 @@ HOST_SNAPSHOT := .host-apache.json
 STAMP         := $(VENV)/.installed
 PORT          ?= 8080
 
-.PHONY: all deps apt test unit integration lint demo clean apache-conf bench
+.PHONY: all deps apt test unit integration lint demo clean apache-conf bench fuzz
 
 all: test
 
@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml setup.py | apt
 deps: apt $(STAMP)
 
 lint: deps
-	$(VENV)/bin/ruff check src tests bench tools
+	$(VENV)/bin/ruff check src tests bench tools fuzz
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy tools
 
@@ -48,7 +48,7 @@ integration: deps
 # The system Apache's enabled modules, confs and sites (and whether it runs) must be the
 # same after the tests as before: checked also when pytest fails, whose status is kept.
 test: deps
-	$(VENV)/bin/ruff check src tests bench tools
+	$(VENV)/bin/ruff check src tests bench tools fuzz
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy tools
 	$(HOSTPKGS) snapshot $(HOST_SNAPSHOT)
@@ -58,6 +58,20 @@ test: deps
 
 demo: deps
 	PORT=$(PORT) $(VPY) -m imageguard.demo
+
+# The atheris fuzz targets of fuzz/ (tickets, cookies, share links), 60 s each; failing
+# inputs are kept in fuzz/artifacts/. make test runs each for a few seconds.
+# FUZZ_ARGS="--seconds 600 tickets" etc. are passed on.
+fuzz: deps
+	$(VPY) fuzz/run.py $(FUZZ_ARGS)
+
+# The soak under changing rights (soak/soak.py): 64 clients for 60 s under each MPM
+# while a writer changes the ACL store every 100 ms and Apache restarts gracefully, every
+# answer checked against the store's state; results in soak/results/. About 5 minutes;
+# make test runs a short one. SOAK_ARGS="--mpm prefork --seconds 300" etc. are passed on.
+.PHONY: soak
+soak: deps
+	$(VPY) soak/soak.py $(SOAK_ARGS)
 
 # The benchmark of docs/performance.md (about 15 minutes; not part of make test, which
 # runs a quick smoke run of it). BENCH_ARGS="--mpm prefork" etc. are passed on.

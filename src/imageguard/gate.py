@@ -185,6 +185,8 @@ class Gate:
             relpath, st, direct = self._resolve(name, requested)
         except OSError as exc:  # a link swapped while it was being read
             return GateVerdict(NOT_FOUND, f"{filename} changed while it was looked up: {exc}"), None
+        except ValueError:  # a NUL, or a character no file name can hold: nothing there
+            return GateVerdict(NOT_FOUND, f"{filename!r} cannot name a file"), None
         # From here on every refusal depends on what is on disk.
         if relpath is None:
             return self.on_disk(FORBIDDEN, f"{filename} resolves outside {self.root}"), None

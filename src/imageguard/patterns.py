@@ -42,6 +42,8 @@ from .errors import PatternError
 USER_TOKEN = "{user}"
 _MAX_PATTERN = 1024
 _FORBIDDEN_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
+#: A {user} segment in a compiled pattern; matching puts the user's name in its place.
+_USER_REGEX = "([^/]+)"
 
 
 def canonical(path: str) -> str:
@@ -90,12 +92,15 @@ class Pattern:
         relpath = canonical(relpath)
         if self.specificity.exact:
             return relpath == self.text
-        found = self.regex.fullmatch(relpath)
-        if found is None:
-            return False
         if self.user_groups:
-            return user is not None and all(g == user for g in found.groups())
-        return True
+            # The user's own name in place of each {user}: names captured first and
+            # compared after could be the wrong folders where a ** before them can take
+            # more or fewer ("**/{user}/**" took c, not bob, in a/bob/c/d.jpg).
+            if user is None:
+                return False
+            own = self.regex.pattern.replace(_USER_REGEX, re.escape(canonical(user)))
+            return re.fullmatch(own, relpath, re.DOTALL) is not None
+        return self.regex.fullmatch(relpath) is not None
 
     def __str__(self) -> str:
         return self.text
@@ -132,7 +137,7 @@ def _is_literal(segment: str) -> bool:
 
 def _segment_regex(segment: str) -> str:
     if segment == USER_TOKEN:
-        return "([^/]+)"
+        return _USER_REGEX
     return "[^/]*".join(re.escape(part) for part in segment.split("*"))
 
 
@@ -153,7 +158,11 @@ def _regex(segments: list[str]) -> str:
 
 def compile_pattern(text: str) -> Pattern:
     """Validate and compile *text* (see the module docstring for the syntax)."""
-    stripped = canonical(text.strip())
+    if text != text.strip():
+        # Trimmed, " a.jpg" would be a rule about a.jpg: refused instead, as every name
+        # in a pattern is matched as written.
+        raise PatternError(f"pattern {text!r} begins or ends with whitespace")
+    stripped = canonical(text)
     segments = _segments(stripped)
     exact = all(_is_literal(s) for s in segments) and not stripped.endswith("/")
     depth = 0

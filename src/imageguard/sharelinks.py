@@ -161,6 +161,11 @@ def verify(
     if level is Level.DENY:
         raise ShareLinkError("share link names level deny")
     user = fields.get(PARAM_USER, "")
+    try:  # signed as UTF-8: text that has none (lone surrogates) was never signed
+        relpath.encode("utf-8")
+        user.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ShareLinkError("share link names an image or a user that is not UTF-8") from None
     expires = int(expiry)
     given = signature.encode("ascii")
     matched = False

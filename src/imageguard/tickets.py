@@ -138,12 +138,22 @@ def decode_cookie_value(value: str) -> str:
     return decoded
 
 
+def _is_utf8_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parse_ticket(text: str, digest: str = DEFAULT_DIGEST) -> ParsedTicket:
     """Split ticket *text* into its parts; :class:`MalformedTicket` when it cannot be."""
     size = digest_hex_length(digest)
     head = size + _TIMESTAMP_HEX
     if "\0" in text:
         raise MalformedTicket("ticket contains a NUL character")
+    if not text.isascii() and not _is_utf8_text(text):  # lone surrogates: nothing to sign
+        raise MalformedTicket("ticket is not UTF-8 text")
     if len(text) <= head or text.find("!") < head:
         raise MalformedTicket(f"ticket too short for a {digest} digest")
     mac = text[:size]

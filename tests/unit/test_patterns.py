@@ -154,3 +154,10 @@ def test_patterns_and_anchors_are_kept_composed() -> None:
     assert compile_pattern(DECOMPOSED).text == COMPOSED
     assert compile_pattern(DECOMPOSED).anchor == COMPOSED
     assert anchors_for(DECOMPOSED) == ["", "photos/", COMPOSED]
+
+
+def test_a_user_name_is_compared_composed_too() -> None:
+    """A session holding "José" decomposed still names the folder users/José/."""
+    pattern = compile_pattern("users/{user}/**")
+    assert pattern.matches("users/Jos\u00e9/a.jpg", "Jose\u0301")
+    assert pattern.matches("users/Jose\u0301/a.jpg", "Jos\u00e9")
