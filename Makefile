@@ -35,9 +35,9 @@ $(STAMP): pyproject.toml setup.py | apt
 deps: apt $(STAMP)
 
 lint: deps
-	$(VENV)/bin/ruff check src tests bench tools fuzz
+	$(VENV)/bin/ruff check src tests bench tools fuzz soak
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy tools
+	$(VENV)/bin/mypy tools soak
 
 unit: deps
 	$(VPY) -m pytest -q tests/unit
@@ -48,9 +48,9 @@ integration: deps
 # The system Apache's enabled modules, confs and sites (and whether it runs) must be the
 # same after the tests as before: checked also when pytest fails, whose status is kept.
 test: deps
-	$(VENV)/bin/ruff check src tests bench tools fuzz
+	$(VENV)/bin/ruff check src tests bench tools fuzz soak
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy tools
+	$(VENV)/bin/mypy tools soak
 	$(HOSTPKGS) snapshot $(HOST_SNAPSHOT)
 	@status=0; $(VPY) -m pytest -q || status=$$?; \
 	$(HOSTPKGS) check $(HOST_SNAPSHOT) || [ $$status -ne 0 ] || status=1; \

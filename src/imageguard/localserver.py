@@ -701,6 +701,27 @@ class LocalApache:
         with contextlib.suppress(FileNotFoundError):
             self.config.pid_file.unlink()
 
+    def graceful(self, timeout: float = 20) -> None:
+        """Restart gracefully: ``apache2 -f CONF -k graceful`` with this server's own
+        configuration file (as it is on disk: not rewritten).
+
+        The master re-reads the configuration and replaces its children, each once it
+        has finished the request it is serving; the listening socket stays open, so no
+        connection is refused meanwhile. Returns when the server answers again; raises
+        :class:`ApacheError` when no server is running or Apache refuses the restart
+        (a configuration that no longer passes its test).
+        """
+        if self.master_pid() is None:
+            raise ApacheError(f"no server for {self.config.conf_path} is running")
+        result = self._apache("-k", "graceful")
+        if result.returncode != 0:
+            output = (result.stdout + result.stderr).strip()
+            raise ApacheError(
+                f"apache2 -k graceful failed (exit {result.returncode}):\n{output}\n"
+                f"--- {self.config.error_log} (tail):\n{_tail(self.config.error_log)}"
+            )
+        self._wait_ready(timeout)
+
     def _wait_gone(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
