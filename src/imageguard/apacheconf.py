@@ -16,12 +16,13 @@ from pathlib import Path
 
 import imageguard
 
+from .cookies import COOKIE_NAME
 from .errors import ConfigError
 
 HANDLER_MODULE = "imageguard.handlers"
 #: Where the generated ``SetEnvIf`` line puts the login cookie (see adapters).
 LOGIN_COOKIE_ENV = "IMAGEGUARD_LOGIN_COOKIE"
-_COOKIE_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+_COOKIE_NAME = COOKIE_NAME
 GATEKEEPER_MODULE = "imageguard.gatekeeper"
 #: The mod_python interpreter the handlers run in (their own, see directory_block).
 INTERPRETER = "imageguard"

@@ -170,7 +170,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     with _open(args) as store:
         summary = store.import_text(text, replace=args.replace)
     verb = "replaced the store with" if summary.replaced else "imported"
-    print(f"{verb} {summary.rules} rule(s) and {summary.memberships} membership(s)")
+    added = f", and added {summary.revocations} revocation(s)" if summary.revocations else ""
+    print(f"{verb} {summary.rules} rule(s) and {summary.memberships} membership(s){added}")
     return 0
 
 
@@ -365,12 +366,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("relpath", metavar="RELPATH", help="image path relative to the root")
 
-    p = command("export", cmd_export, "write every rule and membership as text")
+    p = command("export", cmd_export, "write every rule, membership and revocation as text")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
 
-    p = command("import", cmd_import, "read rules and memberships from an export")
+    p = command("import", cmd_import, "read rules, memberships and revocations from an export")
     p.add_argument("file", metavar="FILE", help="an export file, or - for stdin")
-    p.add_argument("--replace", action="store_true", help="drop everything else first")
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="drop every other rule and membership first (revocations stay)",
+    )
 
     p = command("apache-conf", cmd_apache_conf, "print Apache config for this installation")
     p.add_argument("--root", required=True, metavar="DIR", help="the image directory")

@@ -6,6 +6,8 @@ import re
 from collections.abc import Iterable
 
 _QUOTED_ESCAPE = re.compile(r"\\(?:([0-3][0-7]{2})|(.))", re.DOTALL)
+#: What a cookie name can be (an HTTP token): a cookie named otherwise is never found.
+COOKIE_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 
 
 def unquote(value: str) -> str:

@@ -209,7 +209,7 @@ class RenditionCache:
 
     def _store(self, path: str, data: bytes) -> None:
         """Write *data* to *path* atomically: a temporary file in its directory, renamed."""
-        directory, name = os.path.split(path)
+        directory = os.path.dirname(path)
         try:
             os.makedirs(directory, mode=0o755, exist_ok=True)
             fd, temp = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX, dir=directory)
@@ -225,7 +225,7 @@ class RenditionCache:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
-            raise RenditionError(f"cannot store {name}: {exc.strerror}") from None
+            raise RenditionError(f"cannot write to the cache: {exc.strerror}: {path}") from None
 
     def purge(
         self, *, everything: bool = False, unused_days: float = 0, now: float | None = None

@@ -56,7 +56,8 @@ LockFactory = Callable[[], ContextManager[None]]
 
 
 class SessionReader(Protocol):
-    """Loads a session by sid, read-only; ``None`` when it does not exist or is unreadable."""
+    """Loads a session by sid, read-only; ``None`` when it does not exist or is unreadable
+    (a FileSession reader raises :class:`ConfigError` when Apache's user may not read it)."""
 
     def load(self, sid: str, lock: LockFactory | None = None) -> StoredSession | None:
         """Return the stored session for *sid*, or ``None``.
@@ -137,7 +138,8 @@ class FileSessionReader:
         return f"{self.sessions_dir}/{sid[:2]}/{sid}"
 
     def load(self, sid: str, lock: LockFactory | None = None) -> StoredSession | None:
-        """Return the stored session for *sid*, or ``None`` (missing, unreadable, torn).
+        """Return the stored session for *sid*, or ``None`` (missing, torn, not a session);
+        :class:`ConfigError` when Apache's user may not read it (permissions, I/O).
 
         No lock is taken (*lock* is ignored): a torn read is detected and retried instead,
         so a page request holding its session lock never stalls the images it shows. An
@@ -148,8 +150,10 @@ class FileSessionReader:
         path = self.path_of(sid)
         try:
             cached = self._cache.get(sid, _validator(os.stat(path)))
-        except OSError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
+        except OSError as exc:
+            raise self._unreadable(exc) from None
         if cached is not None:
             return cached
         for _attempt in range(_TORN_READ_RETRIES):
@@ -157,14 +161,24 @@ class FileSessionReader:
                 with open(path, "rb") as handle:
                     validator = _validator(os.fstat(handle.fileno()))
                     blob = handle.read()
-            except OSError:
+            except (FileNotFoundError, NotADirectoryError):
                 return None
+            except OSError as exc:
+                raise self._unreadable(exc) from None
             session = _decode(blob) if blob else None
             if session is not None:
                 self._cache.put(sid, validator, session)
                 return session
             time.sleep(0.001)
         return None
+
+    def _unreadable(self, exc: OSError) -> ConfigError:
+        """The error for sessions Apache's user cannot read (not a viewer's fault: every
+        login of the directory is lost). It names the folder, never the session id."""
+        return ConfigError(
+            f"cannot read the sessions in {self.sessions_dir}: {exc.strerror} (Apache's "
+            "user must be able to read the application's session files)"
+        )
 
 
 class DbmSessionReader:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from .content import DEFAULT_MAX_PIXELS, EXTENSION_FORMATS, media_type
+from .cookies import COOKIE_NAME
 from .durations import parse_duration
 from .errors import ConfigError, ShareLinkError
 from .gate import DEFAULT_EXTENSIONS, parse_extensions
@@ -115,6 +116,22 @@ def _key(options: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
+def _digest(options: Mapping[str, str]) -> str:
+    try:
+        return check_digest_name(options.get("imageguard.tkt_digest", DEFAULT_DIGEST))
+    except ConfigError as exc:
+        raise ConfigError(f"imageguard.tkt_digest: {exc}") from None
+
+
+def _cookie_name(options: Mapping[str, str], name: str, default: str) -> str:
+    value = _key(options, name, default)
+    if not COOKIE_NAME.fullmatch(value):
+        raise ConfigError(
+            f"{name} {value!r} cannot be a cookie name (letters, digits and !#$%&'*+-.^_`|~)"
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything imageguard's handlers need to know about one directory."""
@@ -163,14 +180,16 @@ class Settings:
             raise ConfigError(f"imageguard.deny_status must be 403 or 404, not {deny_status}")
         max_age = _int(options, "imageguard.max_age", 0)
         if max_age < 0:
-            raise ConfigError("imageguard.max_age must not be negative")
+            raise ConfigError(f"imageguard.max_age must not be negative, not {max_age}")
         login_url = options.get("imageguard.login_url", "").strip() or None
         if login_url and not (
             login_url.startswith("/")
             or login_url.startswith("https://")
             or login_url.startswith("http://")
         ):
-            raise ConfigError("imageguard.login_url must be a path (/login) or an http(s) URL")
+            raise ConfigError(
+                f"imageguard.login_url {login_url!r} is not a path (/login) or an http(s) URL"
+            )
         session_source = options.get("imageguard.session", "modpython").strip().lower()
         if session_source not in SESSION_SOURCES:
             raise ConfigError(
@@ -205,7 +224,7 @@ class Settings:
         if not 1 <= max_pixels <= pillow_limit:
             raise ConfigError(
                 f"imageguard.max_pixels must lie between 1 and {pillow_limit} "
-                "(Pillow's own decompression-bomb limit)"
+                f"(Pillow's own decompression-bomb limit), not {max_pixels}"
             )
         placeholder = _flag(options, "imageguard.placeholder")
         if placeholder and deny_status != 403:
@@ -239,11 +258,11 @@ class Settings:
             session_type=session_type,
             session_directory=_session_directory(options),
             dbm_filename=_dbm_filename(options),
-            cookie_name=_key(options, "mod_python.session.cookie_name", DEFAULT_COOKIE),
+            cookie_name=_cookie_name(options, "mod_python.session.cookie_name", DEFAULT_COOKIE),
             session_source=session_source,
-            tkt_cookie=_key(options, "imageguard.tkt_cookie", "auth_tkt"),
+            tkt_cookie=_cookie_name(options, "imageguard.tkt_cookie", "auth_tkt"),
             tkt_secret_file=options.get("imageguard.tkt_secret_file", "").strip() or None,
-            tkt_digest=check_digest_name(options.get("imageguard.tkt_digest", DEFAULT_DIGEST)),
+            tkt_digest=_digest(options),
             tkt_timeout=_duration(options, "imageguard.tkt_timeout", DEFAULT_TIMEOUT_S),
             tkt_allow_no_timeout=_flag(options, "imageguard.tkt_allow_no_timeout"),
             tkt_bind_ip=_flag(options, "imageguard.tkt_bind_ip"),

@@ -120,6 +120,8 @@ def _connect(path: str, *, create: bool) -> sqlite3.Connection:
 def _schema_version(conn: sqlite3.Connection, path: str) -> int:
     try:
         return int(conn.execute("PRAGMA user_version").fetchone()[0])
+    except sqlite3.OperationalError as exc:  # locked, unreadable: says nothing of its kind
+        raise StoreError(f"cannot read ACL store {path}: {exc}") from None
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path} is not an imageguard ACL store: {exc}") from None
 
@@ -186,6 +188,7 @@ class ImportSummary:
     rules: int
     memberships: int
     replaced: bool
+    revocations: int = 0
 
 
 class AclStore:
@@ -226,16 +229,32 @@ class AclStore:
         if version == 0:
             if not create:
                 raise StoreError(f"{self.path} is not an imageguard ACL store (no schema)")
-            tables = self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-            if tables:
+            tables = self._query("SELECT count(*) FROM sqlite_master")[0][0]
+            # Tables and no version: another program's file, unless another process has
+            # just created the store (its tables and version commit together).
+            if tables and _schema_version(self._conn, self.path) == 0:
                 raise StoreError(f"{self.path} is an SQLite file of another program; not touched")
-            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._use_wal()
         with self._transaction() as conn:
             current = _schema_version(conn, self.path)  # another process may have upgraded
             for step in range(current + 1, SCHEMA_VERSION + 1):
                 for statement in _MIGRATIONS[step]:
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _use_wal(self) -> None:
+        """Put a new store in WAL mode. Two processes creating it at the same moment both
+        ask for the lock this needs while each holds a read lock, and SQLite then fails one
+        at once rather than wait: retry that one for as long as the busy timeout."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise StoreError(f"cannot write ACL store {self.path}: {exc}") from None
+            time.sleep(0.01)
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -249,8 +268,13 @@ class AclStore:
                 raise StoreError(f"cannot write ACL store {self.path}: {exc}") from None
             try:
                 yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+            except BaseException as exc:
+                # SQLite has already rolled back after some errors (a full disk, I/O).
+                if self._conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"cannot write ACL store {self.path}: {exc}") from None
                 raise
             try:
                 self._conn.execute("COMMIT")
@@ -266,6 +290,20 @@ class AclStore:
                     f"({exc.strerror}): Apache sees it within {SAFETY_CHECK_S:g} s"
                 ) from None
         _match_owner(self.path)
+
+    @contextlib.contextmanager
+    def _one_read(self) -> Iterator[None]:
+        """Queries made inside see one state of the store (one read transaction)."""
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read ACL store {self.path}: {exc}") from None
+            try:
+                yield
+            finally:
+                if self._conn.in_transaction:
+                    self._conn.execute("COMMIT")
 
     def _query(self, sql: str, params: Iterable[object] = ()) -> list[tuple]:
         with self._lock:
@@ -438,12 +476,19 @@ class AclStore:
             "# imageguard ACL export",
             "# rule PATTERN PRINCIPAL LEVEL | member GROUP USER   (shell-style quoting)",
         ]
-        for rule in self.rules():
+        with self._one_read():  # the store as one commit left it, whatever commits meanwhile
+            rules, memberships = self.rules(), self.memberships()
+            revocations = self.revocations()
+        for rule in rules:
             lines.append(
                 f"rule {shlex.quote(rule.pattern.text)} {rule.principal} {rule.level.label}"
             )
-        for membership in self.memberships():
+        for membership in memberships:
             lines.append(f"member {membership.group} {membership.user}")
+        if revocations:  # a restored backup must not accept what was revoked
+            lines.append("# revoked-user USER UNTIL | revoked-ticket|revoked-link SIGNATURE AT")
+        for kind, what, moment in revocations:
+            lines.append(f"revoked-{kind} {shlex.quote(what)} {moment}")
         return "\n".join(lines) + "\n"
 
     def import_text(self, text: str, *, replace: bool = False) -> ImportSummary:
@@ -451,8 +496,10 @@ class AclStore:
 
         The whole text is checked first; a single bad line raises
         :class:`ImportFormatError` naming it, and nothing is changed.
+        Revocations are always added, never replaced: an import cannot undo one.
         """
-        rules, members = parse_export(text)
+        revocations: list[tuple[str, str, int]] = []
+        rules, members = parse_export(text, revocations)
         with self._transaction() as conn:
             if replace:
                 conn.execute("DELETE FROM rules")
@@ -463,11 +510,30 @@ class AclStore:
                 "INSERT OR IGNORE INTO memberships (user, grp) VALUES (?, ?)",
                 [(m.user, m.group) for m in members],
             )
-        return ImportSummary(len(rules), len(members), replace)
+            for kind, what, moment in revocations:
+                if kind == "user":
+                    conn.execute(
+                        "INSERT INTO revoked_users (user, until) VALUES (?, ?) "
+                        "ON CONFLICT (user) DO UPDATE SET until = max(until, excluded.until)",
+                        (what, moment),
+                    )
+                else:
+                    conn.execute(
+                        "INSERT OR IGNORE INTO revoked_signatures (signature, kind, revoked_at) "
+                        "VALUES (?, ?, ?)",
+                        (what, kind, moment),
+                    )
+        return ImportSummary(len(rules), len(members), replace, len(revocations))
 
 
-def parse_export(text: str) -> tuple[list[Rule], list[Membership]]:
-    """Parse the export format; raise :class:`ImportFormatError` at the first bad line."""
+def parse_export(
+    text: str, revocations: list[tuple[str, str, int]] | None = None
+) -> tuple[list[Rule], list[Membership]]:
+    """Parse the export format; raise :class:`ImportFormatError` at the first bad line.
+
+    Its ``revoked-KIND WHAT MOMENT`` lines are added to *revocations* as (KIND, WHAT,
+    MOMENT), in the form of :meth:`AclStore.revocations` (ignored when it is None).
+    """
     rules: list[Rule] = []
     members: list[Membership] = []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -482,11 +548,28 @@ def parse_export(text: str) -> tuple[list[Rule], list[Membership]]:
                 members.append(
                     Membership(check_name(words[1], "group"), check_name(words[2], "user"))
                 )
+            elif words[0] in _REVOKED and len(words) == 3:
+                kind, what = _REVOKED[words[0]], words[1]
+                if kind == "user":
+                    check_name(what, "user")
+                elif not what or any(c in what for c in "?&=/ ") or not what.isprintable():
+                    raise RuleError(f"{what!r} is not a {kind} signature")
+                if not words[2].isdigit():
+                    raise RuleError(f"{words[2]!r} is not a moment (Unix time)")
+                if revocations is not None:
+                    revocations.append((kind, what, int(words[2])))
             else:
-                raise RuleError("expected 'rule PATTERN PRINCIPAL LEVEL' or 'member GROUP USER'")
+                raise RuleError(
+                    "expected 'rule PATTERN PRINCIPAL LEVEL', 'member GROUP USER' or "
+                    "'revoked-user|revoked-ticket|revoked-link WHAT MOMENT'"
+                )
         except ValueError as exc:
             raise ImportFormatError(f"line {number}: {exc}") from None
     return rules, members
+
+
+#: The export's revocation lines, and the kind each holds (see AclStore.revocations).
+_REVOKED = {"revoked-user": "user", "revoked-ticket": "ticket", "revoked-link": "link"}
 
 
 class _Snapshot:
@@ -523,14 +606,27 @@ def _stat_key(path: str) -> tuple[int, ...]:
     return (st.st_dev, st.st_ino, st.st_size)
 
 
+def _file_key(path: str) -> tuple[int, ...]:
+    """A file's identity, size, modification and change times, or ``(-1,)`` when it does
+    not exist: what changes when the store's file is changed other than by SQLite's
+    WAL writes (overwritten in place, its permissions changed, replaced)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return (-1,)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 class CachedAcl:
     """The store as Apache's handlers read it: decisions from memory until anything changes.
 
     One instance per process, shared by its threads. Per :meth:`decide`, the cost of
     finding out that nothing changed is one ``stat`` of the change stamp; only a change,
     or the once-a-second safety check (which also notices a store replaced by another
-    file, or removed), reaches SQLite. The in-memory state is an immutable-ish
-    snapshot replaced as a whole, so readers need no lock on the fast path.
+    file, removed, overwritten in place or made unreadable, and a schema upgraded by a
+    newer imageguard, and checks it again as at its first open), reaches SQLite. The
+    in-memory state is an immutable-ish snapshot replaced as a whole, so readers need no
+    lock on the fast path.
     """
 
     _CACHE_LIMIT = 50_000
@@ -554,12 +650,28 @@ class CachedAcl:
             and now - snapshot.checked_at < SAFETY_CHECK_S
         ):
             return snapshot
-        with self._lock:
+        with self._turn():
             return self._refresh(stamp, now)
+
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[None]:
+        """This reader's lock (its one connection serves one query at a time), waited for
+        no longer than SQLite waits for the store: when a writer locks the store, each
+        request of the process is refused after one busy timeout, never after the timeouts
+        of every request queued before it."""
+        if not self._lock.acquire(timeout=BUSY_TIMEOUT_S):
+            raise StoreError(
+                f"cannot read ACL store {self.path}: busy, this request waited "
+                f"{BUSY_TIMEOUT_S:g} s behind another one reading it (locked by a writer?)"
+            )
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     def _refresh(self, stamp: tuple[int, ...], now: float) -> _Snapshot:
         """Reopen a replaced or vanished store, and start a new snapshot if anything changed."""
-        file_id = _stat_key(self.path)[:2]
+        file_id = _file_key(self.path)
         if file_id == (-1,):
             self._close()
             raise StoreError(f"ACL store {self.path} does not exist: run 'imageguard init'")
@@ -576,6 +688,12 @@ class CachedAcl:
         ):
             snapshot.checked_at = now  # the safety check found nothing new
             return snapshot
+        if snapshot is not None:  # changed since it was opened: by a newer imageguard?
+            try:
+                self._store._prepare_schema(create=False)
+            except BaseException:
+                self._close()
+                raise
         self._snapshot = _Snapshot(stamp, version, now)
         return self._snapshot
 
@@ -623,7 +741,7 @@ class CachedAcl:
             return cache[key]
         except KeyError:
             pass
-        with self._lock:
+        with self._turn():
             assert self._store is not None
             value = query(self._store, key)
         if len(cache) >= self._CACHE_LIMIT:
