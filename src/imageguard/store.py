@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from .acl import Decision, Rule, decide
-from .errors import ImportFormatError, NoSuchRule, RuleError, StoreError
-from .levels import Level
+from .errors import ImportFormatError, NoSuchRule, PatternError, RuleError, StoreError
+from .levels import Level, parse_level
 from .patterns import anchors_for, compile_pattern
 from .principals import Identity, check_name, parse_principal
 from .sharelinks import PARAM_SIGNATURE
@@ -53,9 +53,10 @@ STAMP_LIMIT = 1 << 20
 #: How often a reader also asks SQLite itself whether anything changed.
 SAFETY_CHECK_S = 1.0
 
-#: Each step brings the schema from the version before it to its own number; a new
-#: store runs them all, an older store the ones it lacks, in one transaction.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {
+#: Each step brings the schema from the version before it to its own number (SQL
+#: statements, or a function given the connection); a new store runs them all, an older
+#: store the ones it lacks, in one transaction.
+_MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = {
     1: (
         """CREATE TABLE rules (
             pattern    TEXT NOT NULL,
@@ -83,6 +84,36 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         )""",
     ),
 }
+
+
+def _compose_patterns(conn: sqlite3.Connection) -> None:
+    """Version 3: patterns and anchors in Unicode NFC (see imageguard.patterns), so that
+    a rule stored as typed in decomposed form is found for the paths it names. Two rules
+    that become one keep the lower level: a deny is never lost to the merge."""
+    rows = conn.execute("SELECT pattern, principal, level, anchor FROM rules").fetchall()
+    for pattern, principal, level, anchor in rows:
+        if pattern.isascii():
+            continue
+        try:
+            composed = compile_pattern(pattern)
+        except PatternError:  # left as it was: the matcher refuses it as before
+            continue
+        if composed.text == pattern and composed.anchor == anchor:
+            continue
+        conn.execute("DELETE FROM rules WHERE pattern = ? AND principal = ?", (pattern, principal))
+        found = conn.execute(
+            "SELECT level FROM rules WHERE pattern = ? AND principal = ?",
+            (composed.text, principal),
+        ).fetchone()
+        if found is not None:
+            level = min(parse_level(level), parse_level(found[0])).label
+        conn.execute(
+            "INSERT OR REPLACE INTO rules (pattern, principal, level, anchor) VALUES (?, ?, ?, ?)",
+            (composed.text, principal, level, composed.anchor),
+        )
+
+
+_MIGRATIONS[3] = (_compose_patterns,)
 SCHEMA_VERSION = max(_MIGRATIONS)
 
 
@@ -235,12 +266,24 @@ class AclStore:
             if tables and _schema_version(self._conn, self.path) == 0:
                 raise StoreError(f"{self.path} is an SQLite file of another program; not touched")
             self._use_wal()
-        with self._transaction() as conn:
-            current = _schema_version(conn, self.path)  # another process may have upgraded
-            for step in range(current + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[step]:
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        try:
+            with self._transaction() as conn:
+                current = _schema_version(conn, self.path)  # another process may have upgraded
+                for step in range(current + 1, SCHEMA_VERSION + 1):
+                    for statement in _MIGRATIONS[step]:
+                        if callable(statement):
+                            statement(conn)
+                        else:
+                            conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except StoreError as exc:
+            if version and "readonly" in str(exc):
+                raise StoreError(
+                    f"{self.path} has schema version {version}, older than this imageguard's "
+                    f"{SCHEMA_VERSION}, and this user may not upgrade it: run "
+                    f"'imageguard --db {self.path} rules' once as its owner"
+                ) from None
+            raise
 
     def _use_wal(self) -> None:
         """Put a new store in WAL mode. Two processes creating it at the same moment both

@@ -291,3 +291,51 @@ def test_a_deny_typed_composed_covers_a_decomposed_upload(db: Path) -> None:
         ) == 1
     acl = CachedAcl(str(db))
     assert acl.decide("photos/e\u0301te\u0301.jpg", Identity("bob")).level is Level.DENY
+
+
+def _as_version_2(db: Path, *rows: tuple[str, str, str, str]) -> None:
+    """Make *db* a version-2 store holding *rows* as that version wrote them."""
+    conn = sqlite3.connect(db)
+    conn.executemany("INSERT INTO rules (pattern, principal, level, anchor) VALUES (?,?,?,?)", rows)
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+
+
+def test_version_3_composes_the_patterns_an_older_store_kept_decomposed(db: Path) -> None:
+    """A rule stored decomposed by version 2 (pattern and anchor in NFD) would no longer
+    be found by its anchor: the upgrade composes it, and a merge keeps the lower level."""
+    nfd = "photos/e\u0301te\u0301.jpg"
+    nfc = "photos/\u00e9t\u00e9.jpg"
+    _as_version_2(
+        db,
+        ("photos/", "authenticated", "full", "photos/"),
+        (nfd, "authenticated", "deny", nfd),
+        (nfd, "user:alice", "full", nfd),
+        (nfc, "user:alice", "thumb", nfc),
+        ("te\u0301/*.jpg", "anyone", "thumb", "te\u0301/"),
+    )
+    with AclStore(db) as store:
+        assert store.decide(nfc, Identity("bob")).level is Level.DENY
+        assert store.decide(nfd, Identity("bob")).level is Level.DENY
+        assert store.decide(nfc, Identity("alice")).level is Level.THUMB  # the lower one
+        assert store.decide("t\u00e9/x.jpg", Identity()).level is Level.THUMB
+        assert len(store.rules()) == 4
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    anchors = {row[0] for row in conn.execute("SELECT anchor FROM rules")}
+    assert anchors == {"photos/", nfc, "t\u00e9/"}
+    conn.close()
+
+
+def test_an_older_store_that_cannot_be_upgraded_says_what_to_run(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Apache's user may only read the store: it is told how to upgrade it, once."""
+    from imageguard import store as store_module
+
+    _as_version_2(db)
+    opened = store_module._open
+    monkeypatch.setattr(store_module, "_open", lambda path, mode: opened(path, "ro"))
+    with pytest.raises(StoreError, match=r"schema version 2, older .* run 'imageguard --db"):
+        AclStore(db)
