@@ -14,10 +14,9 @@ Run it through fuzz/run.py; ``--seeds DIR`` writes the seed corpus into DIR.
 from __future__ import annotations
 
 import http.cookies
-import os
-import sys
 
 import atheris
+import fuzzmain
 
 with atheris.instrument_imports(include=["imageguard"]):
     from imageguard.cookies import find_cookie, unquote
@@ -77,20 +76,5 @@ def seeds() -> list[bytes]:
     return found
 
 
-def write_seeds(folder: str) -> None:
-    os.makedirs(folder, exist_ok=True)
-    for number, seed in enumerate(seeds()):
-        with open(os.path.join(folder, f"seed-{number:03d}"), "wb") as out:
-            out.write(seed)
-
-
-def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "--seeds":
-        write_seeds(sys.argv[2])
-        return
-    atheris.Setup(sys.argv, TestOneInput)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    fuzzmain.main(TestOneInput, seeds)
