@@ -28,11 +28,14 @@ Names are compared in Unicode's composed form (NFC): ``café.jpg`` typed on a ke
 (``é`` one character) and the same name as a Mac or an upload form may write it on disk
 (``e`` and a combining accent) look the same, so a rule about one is a rule about the
 other (:func:`canonical`). Without that, a deny rule typed in one form would not cover
-a file uploaded under the other.
+a file uploaded under the other. User and group names are not normalised but must be
+composed already (:func:`imageguard.principals.check_name`): two accounts are never
+made one.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -96,14 +99,21 @@ class Pattern:
             # The user's own name in place of each {user}: names captured first and
             # compared after could be the wrong folders where a ** before them can take
             # more or fewer ("**/{user}/**" took c, not bob, in a/bob/c/d.jpg).
-            if user is None:
+            # The name is taken as it is: user names are refused unless composed (see
+            # principals.check_name), so "\u212aate" (a Kelvin sign) is never "Kate".
+            if user is None or "/" in user or user not in relpath:
                 return False
-            own = self.regex.pattern.replace(_USER_REGEX, re.escape(canonical(user)))
-            return re.fullmatch(own, relpath, re.DOTALL) is not None
+            return _with_user(self.regex.pattern, user).fullmatch(relpath) is not None
         return self.regex.fullmatch(relpath) is not None
 
     def __str__(self) -> str:
         return self.text
+
+
+@functools.lru_cache(maxsize=4096)
+def _with_user(regex: str, user: str) -> re.Pattern[str]:
+    """*regex* (a compiled pattern's) with *user*'s name in place of each ``{user}``."""
+    return re.compile(regex.replace(_USER_REGEX, re.escape(user)), re.DOTALL)
 
 
 def _segments(text: str) -> list[str]:

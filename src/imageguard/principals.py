@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import unicodedata
 from dataclasses import dataclass, field
 
 from .errors import PrincipalError
@@ -24,7 +25,9 @@ def check_name(name: str, what: str) -> str:
     """Return *name* if it can name a user or group, else raise :class:`PrincipalError`.
 
     A name must be usable as one path segment (``users/{user}/**`` substitutes it), so it
-    may not be empty, ``.`` or ``..``, nor contain ``/``, whitespace or control characters.
+    may not be empty, ``.`` or ``..``, nor contain ``/``, whitespace or control characters;
+    and it must be in Unicode composed form (NFC), the form paths are compared in, so
+    that no two names of different accounts stand for one folder.
     """
     if not name:
         raise PrincipalError(f"{what} name is empty")
@@ -34,6 +37,10 @@ def check_name(name: str, what: str) -> str:
         raise PrincipalError(f"{what} name {name!r} cannot be a path segment")
     if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in name):
         raise PrincipalError(f"{what} name {name!r} contains whitespace or control characters")
+    if not name.isascii() and unicodedata.normalize("NFC", name) != name:
+        # Paths are compared composed (imageguard.patterns): a name in another form
+        # would meet another account's folders ("\u212aate", a Kelvin sign, is "Kate").
+        raise PrincipalError(f"{what} name {name!r} is not in Unicode composed form (NFC)")
     return name
 
 

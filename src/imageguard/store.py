@@ -345,8 +345,9 @@ class AclStore:
             try:
                 yield
             finally:
-                if self._conn.in_transaction:
-                    self._conn.execute("COMMIT")
+                if self._conn.in_transaction:  # a read: nothing to lose if this fails
+                    with contextlib.suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
 
     def _query(self, sql: str, params: Iterable[object] = ()) -> list[tuple]:
         with self._lock:
@@ -597,7 +598,7 @@ def parse_export(
                     check_name(what, "user")
                 elif not what or any(c in what for c in "?&=/ ") or not what.isprintable():
                     raise RuleError(f"{what!r} is not a {kind} signature")
-                if not words[2].isdigit():
+                if not (words[2].isascii() and words[2].isdigit() and int(words[2]) < 2**63):
                     raise RuleError(f"{words[2]!r} is not a moment (Unix time)")
                 if revocations is not None:
                     revocations.append((kind, what, int(words[2])))
@@ -646,6 +647,8 @@ def _stat_key(path: str) -> tuple[int, ...]:
         st = os.stat(path)
     except FileNotFoundError:
         return (-1,)
+    except OSError as exc:  # its folder unsearchable, say: a store fault, not the image's
+        raise StoreError(f"cannot read ACL store {path}: {exc.strerror}") from None
     return (st.st_dev, st.st_ino, st.st_size)
 
 
@@ -657,6 +660,8 @@ def _file_key(path: str) -> tuple[int, ...]:
         st = os.stat(path)
     except FileNotFoundError:
         return (-1,)
+    except OSError as exc:
+        raise StoreError(f"cannot read ACL store {path}: {exc.strerror}") from None
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
@@ -785,7 +790,8 @@ class CachedAcl:
         except KeyError:
             pass
         with self._turn():
-            assert self._store is not None
+            if self._store is None:  # closed by another thread's refresh meanwhile
+                raise StoreError(f"ACL store {self.path} was closed while it was read")
             value = query(self._store, key)
         if len(cache) >= self._CACHE_LIMIT:
             cache.clear()

@@ -156,8 +156,19 @@ def test_patterns_and_anchors_are_kept_composed() -> None:
     assert anchors_for(DECOMPOSED) == ["", "photos/", COMPOSED]
 
 
-def test_a_user_name_is_compared_composed_too() -> None:
-    """A session holding "José" decomposed still names the folder users/José/."""
+def test_user_names_are_never_normalised_into_another_account() -> None:
+    """NFC is many-to-one: the Kelvin sign composes to K. A user "\u212aate" must not
+    get Kate's folder, so names must already be composed (check_name), and {user} takes
+    the name as it is."""
+    from imageguard.errors import PrincipalError
+    from imageguard.principals import check_name
+
     pattern = compile_pattern("users/{user}/**")
-    assert pattern.matches("users/Jos\u00e9/a.jpg", "Jose\u0301")
-    assert pattern.matches("users/Jose\u0301/a.jpg", "Jos\u00e9")
+    assert not pattern.matches("users/Kate/private.jpg", "\u212aate")
+    assert not pattern.matches("users/Jos\u00e9/a.jpg", "Jose\u0301")
+    assert pattern.matches("users/Jose\u0301/a.jpg", "Jos\u00e9")  # the path is composed
+    assert not pattern.matches("users/a/b/x.jpg", "a/b")  # not a name: never a match
+    for name in ("\u212aate", "Jose\u0301", "\u2126mega"):
+        with pytest.raises(PrincipalError, match="composed form"):
+            check_name(name, "user")
+    assert check_name("Jos\u00e9", "user") == "Jos\u00e9"

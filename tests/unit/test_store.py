@@ -339,3 +339,31 @@ def test_an_older_store_that_cannot_be_upgraded_says_what_to_run(
     monkeypatch.setattr(store_module, "_open", lambda path, mode: opened(path, "ro"))
     with pytest.raises(StoreError, match=r"schema version 2, older .* run 'imageguard --db"):
         AclStore(db)
+
+
+@pytest.mark.parametrize("moment", ["99999999999999999999", "\u0661\u0662", "\u00b2", "-1"])
+def test_a_revocation_line_with_a_bad_moment_is_a_format_error(db: Path, moment: str) -> None:
+    """Not an OverflowError from SQLite, nor Arabic-Indic digits read as a number."""
+    with AclStore(db) as store, pytest.raises(ImportFormatError, match="is not a moment"):
+        store.import_text(f"revoked-user bob {moment}\n")
+
+
+def test_a_store_whose_folder_cannot_be_searched_is_a_store_error(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stat that fails otherwise than 'no such file' is the store's fault (500), not
+    the image's (which the handlers would answer with 403)."""
+    import os
+
+    acl = CachedAcl(str(db))
+    assert acl.decide("a.jpg", Identity("bob")).level is Level.DENY
+    real_stat = os.stat
+
+    def refused(path: object, *args: object, **kw: object) -> os.stat_result:
+        if str(path).startswith(str(db)):
+            raise PermissionError(13, "Permission denied")
+        return real_stat(path, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "stat", refused)
+    with pytest.raises(StoreError, match="Permission denied"):
+        acl.decide("b.jpg", Identity("bob"))  # its change stamp is looked at every time
