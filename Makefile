@@ -19,7 +19,7 @@ HOST_SNAPSHOT := .host-apache.json
 STAMP         := $(VENV)/.installed
 PORT          ?= 8080
 
-.PHONY: all deps apt test unit integration lint demo clean apache-conf bench fuzz
+.PHONY: all deps apt test unit integration lint demo clean apache-conf options-table bench fuzz
 
 all: test
 
@@ -84,6 +84,13 @@ bench: deps
 apache-conf: deps
 	$(VPY) -c "from imageguard.apacheconf import shipped_files; \
 	[open('apache_conf/' + n, 'w').write(t) for n, t in shipped_files().items()]"
+
+# Rewrite the option tables in README.md and docs/ from imageguard.options (a unit test
+# compares them).
+options-table: deps
+	$(VPY) -c "import pathlib; from imageguard.options import rewrite_tables; \
+	[p.write_text(rewrite_tables(p.read_text())) for p in \
+	[pathlib.Path('README.md'), *pathlib.Path('docs').glob('*.md')]]"
 
 clean:
 	rm -rf $(VENV) .demo build dist src/*.egg-info .pytest_cache .ruff_cache $(HOST_SNAPSHOT)

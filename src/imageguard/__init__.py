@@ -49,7 +49,8 @@ def _publish_whole(name: str) -> None:
     if full in _sys.modules:
         return
     spec = _importlib_util.find_spec(full)
-    assert spec is not None and spec.loader is not None
+    if spec is None or spec.loader is None:
+        raise ImportError(f"imageguard cannot find its own module {full}", name=full)
     module = _importlib_util.module_from_spec(spec)
     spec.loader.exec_module(module)
     _sys.modules[full] = module

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,14 +19,27 @@ import imageguard
 
 from .cookies import COOKIE_NAME
 from .errors import ConfigError
+from .names import ADMITTED_ENV, GATEKEEPER_MODULE, HANDLER_MODULE, INTERPRETER, LOGIN_COOKIE_ENV
+from .options import TABLE
 
-HANDLER_MODULE = "imageguard.handlers"
-#: Where the generated ``SetEnvIf`` line puts the login cookie (see adapters).
-LOGIN_COOKIE_ENV = "IMAGEGUARD_LOGIN_COOKIE"
-_COOKIE_NAME = COOKIE_NAME
-GATEKEEPER_MODULE = "imageguard.gatekeeper"
-#: The mod_python interpreter the handlers run in (their own, see directory_block).
-INTERPRETER = "imageguard"
+__all__ = [
+    "EXAMPLE_SITE",
+    "EXAMPLE_TICKET_SITE",
+    "GATEKEEPER_MODULE",
+    "HANDLER_MODULE",
+    "INTERPRETER",
+    "LOGIN_COOKIE_ENV",
+    "MODES",
+    "SITE_ONLY",
+    "SiteConfig",
+    "directory_block",
+    "htaccess",
+    "python_path",
+    "python_path_directive",
+    "read_python_options",
+    "shipped_files",
+]
+
 #: How the handlers are configured: all in the access phase, or one per phase.
 MODES = ("one-phase", "three-phase")
 
@@ -34,7 +48,12 @@ def python_path() -> list[str]:
     """The directories Apache's embedded Python needs: imageguard's and Pillow's.
 
     ``PythonPath`` replaces ``sys.path`` and ignores ``.pth`` files, so an editable
-    install is invisible to Apache unless the source directory itself is listed.
+    install is invisible to Apache unless the source directory itself is listed: these
+    are the directories holding the ``imageguard`` and ``PIL`` packages (``src/`` for an
+    editable install, site-packages for a regular one), computed from the running
+    interpreter, which must be built from the same ``python3`` mod_python embeds or
+    Pillow's C extension will not load. The generated configuration and the test
+    suite's private Apache (:mod:`imageguard.localserver`) both use this.
     """
     found = [str(Path(imageguard.__file__).resolve().parents[1])]
     try:
@@ -48,22 +67,34 @@ def python_path() -> list[str]:
     return found
 
 
+def python_path_line(directories: Sequence[str]) -> str:
+    """``PythonPath "['a', 'b'] + sys.path"`` for *directories* (eval()ed once per interpreter)."""
+    return f'PythonPath "{list(directories)!r} + sys.path"'
+
+
 def python_path_directive(extra: list[str] | None = None) -> str:
     """The ``PythonPath`` directive for :func:`python_path` (plus *extra* directories)."""
-    dirs = python_path() + list(extra or [])
-    return f'PythonPath "{dirs!r} + sys.path"'
+    return python_path_line(python_path() + list(extra or []))
 
 
 @dataclass(frozen=True)
 class SiteConfig:
-    """What a site tells imageguard about itself; the defaults match mod_python's."""
+    """What a site tells imageguard about itself; the defaults match mod_python's.
+
+    Each field but those in :data:`SITE_ONLY` is the :attr:`~imageguard.options.Option.site`
+    of one option in :data:`imageguard.options.TABLE`, which writes it when it differs
+    from the default here (a unit test checks the two name the same fields).
+    """
 
     root: str
+    #: Where the Alias serves the root ("" for no Alias).
     url_path: str = "/images"
     acl_db: str = "/var/lib/imageguard/acl.db"
+    #: The application's mod_python session: its type, and where it is kept.
     session_type: str = "FileSession"
     session_directory: str = "/var/lib/imageguard/sessions"
     dbm_filename: str = ""
+    #: The login cookie (pysid or auth_tkt unless the application renamed it).
     cookie_name: str = ""
     login_url: str = ""
     deny_status: int = 403
@@ -75,6 +106,7 @@ class SiteConfig:
     tkt_digest: str = ""
     tkt_timeout: str = ""
     tkt_bind_ip: bool = False
+    tkt_allow_no_timeout: bool = False
     #: Renditions: where they are kept (without it, thumb and preview are not served).
     cache_dir: str = ""
     thumb_size: int = 0
@@ -84,33 +116,34 @@ class SiteConfig:
     placeholder: bool = False
     #: Refuse files whose bytes are not the image their extension names.
     verify_content: bool = True
+    max_pixels: int = 0
     #: Where share links are valid (default: the root's real path).
     share_realm: str = ""
+    user_key: str = ""
+    groups_key: str = ""
     #: "one-phase": imageguard.gatekeeper does everything in the access phase (fastest);
     #: "three-phase": imageguard.handlers in the access, authen and authz phases.
     mode: str = "one-phase"
 
     def option_lines(self) -> list[str]:
-        """The ``PythonOption`` lines for this site (defaults left out)."""
-        lines = [
-            f"PythonOption imageguard.root {self.root}",
-            f"PythonOption imageguard.acl_db {self.acl_db}",
-        ]
-        if self.tkt_secret_file:
-            lines.append(f"PythonOption imageguard.tkt_secret_file {self.tkt_secret_file}")
-        if self.session_source == "auth_tkt":
-            lines.append("PythonOption imageguard.session auth_tkt")
-            if self.tkt_digest:
-                lines.append(f"PythonOption imageguard.tkt_digest {self.tkt_digest}")
-            if self.tkt_timeout:
-                lines.append(f"PythonOption imageguard.tkt_timeout {self.tkt_timeout}")
-            if self.tkt_bind_ip:
-                lines.append("PythonOption imageguard.tkt_bind_ip on")
-            if self.cookie_name:
-                lines.append(f"PythonOption imageguard.tkt_cookie {self.cookie_name}")
-            lines += self._common_lines()
-            return lines
-        lines.append(f"PythonOption mod_python.session.session_type {self.session_type}")
+        """The ``PythonOption`` lines for this site, in the table's order (defaults left out).
+
+        The application's session options follow ``imageguard.session``'s place.
+        """
+        lines = []
+        for option in TABLE:
+            if option.source and option.source != self.session_source:
+                continue
+            value = getattr(self, option.site)
+            if option.always or value != _SITE_DEFAULTS[option.site]:
+                lines.append(f"PythonOption {option.name} {_conf_value(value)}")
+            if option.name == "imageguard.session" and self.session_source == "modpython":
+                lines += self._session_lines()
+        return lines
+
+    def _session_lines(self) -> list[str]:
+        """The options of the application's mod_python session, as it sets them."""
+        lines = [f"PythonOption mod_python.session.session_type {self.session_type}"]
         if self.session_type == "FileSession":
             lines.append(
                 f"PythonOption mod_python.file_session.database_directory {self.session_directory}"
@@ -121,7 +154,6 @@ class SiteConfig:
             )
         if self.cookie_name:
             lines.append(f"PythonOption mod_python.session.cookie_name {self.cookie_name}")
-        lines += self._common_lines()
         return lines
 
     def login_cookie_line(self) -> str:
@@ -130,7 +162,7 @@ class SiteConfig:
         that is not UTF-8 in any cookie on the domain)."""
         tickets = self.session_source == "auth_tkt"
         name = self.cookie_name or ("auth_tkt" if tickets else "pysid")
-        if not _COOKIE_NAME.fullmatch(name):
+        if not COOKIE_NAME.fullmatch(name):
             raise ConfigError(f"{name!r} cannot be a cookie name")
         escaped = re.escape(name)
         # The last cookie of that name wins, as mod_python's own reading does; a session
@@ -141,27 +173,14 @@ class SiteConfig:
             f"{LOGIN_COOKIE_ENV}=$1"
         )
 
-    def _common_lines(self) -> list[str]:
-        """The options both login sources share, each only when it differs from the default."""
-        values: list[tuple[str, object, object]] = [  # (option, value, default)
-            ("login_url", self.login_url, ""),
-            ("deny_status", self.deny_status, 403),
-            ("max_age", self.max_age, 0),
-            ("extensions", self.extensions, ""),
-            ("cache_dir", self.cache_dir, ""),
-            ("thumb_size", self.thumb_size, 0),
-            ("preview_size", self.preview_size, 0),
-            ("watermark", self.watermark, ""),
-            ("downgrade", self.downgrade, True),
-            ("placeholder", self.placeholder, False),
-            ("verify_content", self.verify_content, True),
-            ("share_realm", self.share_realm, ""),
-        ]
-        return [
-            f"PythonOption imageguard.{name} {_conf_value(value)}"
-            for name, value, default in values
-            if value != default
-        ]
+
+#: The SiteConfig fields that are not an option's: where and how the site is served,
+#: and the application's session.
+SITE_ONLY = frozenset(
+    {"url_path", "mode", "session_type", "session_directory", "dbm_filename"}
+)
+#: Each field's default: an option is written when its field differs from it.
+_SITE_DEFAULTS = {field.name: field.default for field in dataclasses.fields(SiteConfig)}
 
 
 def _conf_value(value: object) -> str:
@@ -262,7 +281,7 @@ _ONE_PHASE = f"""    # All in the access phase, one Python call per request: onl
     # per-image ACL. What it admits it marks, and Apache itself refuses the rest,
     # also when the handler did not run at all.
     PythonAccessHandler {GATEKEEPER_MODULE}
-    Require env IMAGEGUARD_ADMITTED
+    Require env {ADMITTED_ENV}
 """
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import pwd
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from . import __version__, sharelinks
 from .acl import ranked
@@ -17,16 +19,15 @@ from .durations import parse_duration
 from .errors import ImageGuardError
 from .imagecommands import add_commands, add_site_options, site_settings
 from .levels import Level
+from .names import DB_ENV, SECRET_ENV
+from .options import TABLE, Option, flag_name, listing
 from .principals import Identity, check_name
 from .renditioncache import check_placement
 from .secretfile import SecretFile
-from .settings import OPTIONS, Settings
+from .settings import Settings
 from .store import AclStore
 from .tickets import issue_ticket
 from .variants import VARIANT_PARAM
-
-DB_ENV = "IMAGEGUARD_DB"
-SECRET_ENV = "IMAGEGUARD_SECRET_FILE"
 
 DESCRIPTION = """\
 Protect an Apache image directory with your application's own logins.
@@ -180,30 +181,19 @@ def cmd_apache_conf(args: argparse.Namespace) -> int:
     if args.htaccess:
         sys.stdout.write(htaccess(args.extensions or "", root))
         return 0
+    values: dict[str, Any] = {}
+    for option in TABLE:  # each option's flag sets its SiteConfig field
+        value = getattr(args, _flag_dest(option))
+        if value is None or value == "":
+            continue
+        values[option.site] = os.path.abspath(value) if option.path else value
     site = SiteConfig(
-        root=root,
+        **values,
         url_path=args.url_path,
-        acl_db=os.path.abspath(args.db) if args.db else SiteConfig.acl_db,
         session_type=args.session_type,
         session_directory=args.session_dir,
         dbm_filename=args.dbm_file or "",
-        cookie_name=args.cookie_name or "",
-        login_url=args.login_url or "",
-        deny_status=args.deny_status,
-        max_age=args.max_age,
-        extensions=args.extensions or "",
-        session_source=args.session,
-        tkt_secret_file=os.path.abspath(args.secret_file) if args.secret_file else "",
-        tkt_digest=args.tkt_digest or "",
-        tkt_timeout=args.tkt_timeout or "",
-        tkt_bind_ip=args.tkt_bind_ip,
         mode="three-phase" if args.three_phases else "one-phase",
-        cache_dir=os.path.abspath(args.cache_dir) if args.cache_dir else "",
-        thumb_size=args.thumb_size or 0,
-        preview_size=args.preview_size or 0,
-        watermark=args.watermark or "",
-        downgrade=not args.no_downgrade,
-        placeholder=args.placeholder,
     )
     if site.placeholder and not site.cache_dir:
         raise CliError("--placeholder needs --cache-dir: the padlock picture is kept there")
@@ -305,10 +295,43 @@ def cmd_revocations(args: argparse.Namespace) -> int:
 
 
 def cmd_options(args: argparse.Namespace) -> int:
-    width = max(len(name) for name in OPTIONS)
-    for name, meaning in OPTIONS.items():
-        print(f"{name:<{width}}  {meaning}")
+    sys.stdout.write(listing())
     return 0
+
+
+def _flag_dest(option: Option) -> str:
+    """Where argparse keeps *option*'s apache-conf flag: its SiteConfig field's name, or,
+    for a flag several commands share, the flag's own."""
+    if option.shared_flag:
+        return flag_name(option).removeprefix("--").replace("-", "_")
+    return option.site
+
+
+def add_option_flags(parser: argparse.ArgumentParser) -> None:
+    """A flag for each option of :data:`imageguard.options.TABLE`, its kind read from the
+    default of the SiteConfig field it sets (``--no-X`` for an option on by default)."""
+    defaults = {field.name: field.default for field in dataclasses.fields(SiteConfig)}
+    for option in TABLE:
+        if option.shared_flag:
+            continue  # defined with the command line's other shared flags
+        default = defaults[option.site]
+        kwargs: dict[str, Any] = {"dest": option.site}
+        help_text = option.flag_help or f"{option.meaning} (default: {option.shown_default()})"
+        if isinstance(default, bool):
+            kwargs["action"] = "store_false" if default else "store_true"
+            if default:
+                help_text = f"turn {option.short} off; on, it does this: {option.meaning}"
+        else:
+            kwargs["default"] = None
+            kwargs["metavar"] = None if option.choices else option.metavar
+            if isinstance(default, int):
+                kwargs["type"] = int
+            if option.choices:
+                kwargs["choices"] = option.choices
+            if default is dataclasses.MISSING:
+                kwargs["required"] = True
+                help_text = f"{option.meaning} (required)"
+        parser.add_argument(flag_name(option), help=help_text.replace("%", "%%"), **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -378,7 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = command("apache-conf", cmd_apache_conf, "print Apache config for this installation")
-    p.add_argument("--root", required=True, metavar="DIR", help="the image directory")
+    add_option_flags(p)  # --root, --login-url, --cache-dir, ...: one per PythonOption
+    secret_file_option(p)  # imageguard.tkt_secret_file (and --db: imageguard.acl_db)
     p.add_argument("--url-path", default="/images", metavar="PATH", help="default: /images")
     p.add_argument("--session-type", default="FileSession", choices=["FileSession", "DbmSession"])
     p.add_argument(
@@ -388,38 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="FileSession database_directory, as the application sets it",
     )
     p.add_argument("--dbm-file", metavar="FILE", help="DbmSession database_filename")
-    p.add_argument("--cookie-name", metavar="NAME", help="if the application changed pysid")
-    p.add_argument("--login-url", metavar="URL", help="send page navigations here to log in")
-    p.add_argument("--deny-status", type=int, choices=[403, 404], default=403)
-    p.add_argument("--max-age", type=int, default=0, metavar="SECONDS")
-    p.add_argument("--extensions", metavar="LIST", help='e.g. ".jpg .png"')
     p.add_argument("--htaccess", action="store_true", help="print the .htaccess gate instead")
-    p.add_argument(
-        "--session",
-        default="modpython",
-        choices=["modpython", "auth_tkt"],
-        help="logins from mod_python sessions (default) or auth_tkt tickets",
-    )
-    p.add_argument("--tkt-digest", choices=["sha256", "sha512", "md5"])
-    p.add_argument("--tkt-timeout", metavar="DURATION", help="e.g. 2h (the default)")
-    p.add_argument("--tkt-bind-ip", action="store_true", help="bind tickets to addresses")
-    secret_file_option(p)
-    p.add_argument(
-        "--cache-dir", metavar="DIR", help="rendition cache: serve thumb and preview levels"
-    )
-    p.add_argument("--thumb-size", type=int, metavar="PX", help="default: 256")
-    p.add_argument("--preview-size", type=int, metavar="PX", help="default: 1024")
-    p.add_argument(
-        "--watermark", metavar="TEXT", help="over previews; {host} {user} {date} (default {host})"
-    )
-    p.add_argument(
-        "--no-downgrade",
-        action="store_true",
-        help="refuse, rather than serve a smaller variant, when the level is too low",
-    )
-    p.add_argument(
-        "--placeholder", action="store_true", help="answer refused images with a padlock picture"
-    )
     p.add_argument(
         "--three-phases",
         action="store_true",

@@ -13,8 +13,9 @@ file unless:
 * the file is not empty and its header can be read.
 
 Reading a header costs one ``open`` and a few hundred bytes, once per version of a file
-per process: verdicts are kept, keyed by the file's (device, inode, size, mtime), so
-an unchanged file is never read again and an edited or replaced one is checked afresh.
+per process: verdicts are kept, keyed by the file's
+:class:`~imageguard.fileversion.FileVersion`, so an unchanged file is never read again
+and an edited or replaced one is checked afresh.
 Refusals are kept too, so a hostile file costs one read, however often it is asked for.
 """
 
@@ -23,12 +24,12 @@ from __future__ import annotations
 import mimetypes
 import os
 import struct
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
+from .boundedcache import BoundedCache
 from .errors import (
     ConfigError,
     ContentError,
@@ -189,11 +190,18 @@ def _is_empty(path: str) -> bool:
         return False
 
 
+#: A verdict: what the header said, or the refusal (its class and message).
+Verdict = ImageInfo | tuple[type[ContentError], str]
+
+
 class ContentChecker:
     """Verifies files against their extensions, remembering each version's verdict.
 
     One instance per configuration, shared by a process's threads. A verdict costs a
-    dictionary look-up once known; the cache is emptied when it holds ``limit`` entries.
+    dictionary look-up once known; at most ``limit`` are kept (a
+    :class:`~imageguard.boundedcache.BoundedCache`: the oldest goes first). Two threads
+    asking about a new file together may both read its header; either verdict is right.
+    Build one for a site with :meth:`for_site`.
     """
 
     def __init__(
@@ -206,12 +214,16 @@ class ContentChecker:
         self.formats = {ext: expected_format(ext) for ext in extensions}
         self.decoders = tuple(sorted(set(self.formats.values())))
         self.max_pixels = max_pixels
-        self._limit = limit
-        # (version, extension) -> ImageInfo, or (ContentError subclass, message).
-        self._verdicts: dict[
-            tuple[FileVersion, str], ImageInfo | tuple[type[ContentError], str]
-        ] = {}
-        self._lock = threading.Lock()
+        self._verdicts: BoundedCache[tuple[FileVersion, str], Verdict] = BoundedCache(limit)
+
+    @classmethod
+    def for_site(
+        cls, extensions: Iterable[str], max_pixels: int = DEFAULT_MAX_PIXELS
+    ) -> ContentChecker:
+        """The checker of a site serving *extensions*: it verifies those whose format
+        imageguard knows (:data:`EXTENSION_FORMATS`) and refuses the others as not
+        verified; the handlers and ``imageguard verify`` both use this one."""
+        return cls((ext for ext in extensions if ext in EXTENSION_FORMATS), max_pixels)
 
     def check(self, path: str, version: FileVersion, fd: int = -1) -> ImageInfo:
         """The image in *path* (at *version*), or :class:`ContentError` saying why not.
@@ -224,18 +236,13 @@ class ContentChecker:
         verdict = self._verdicts.get(key)
         if verdict is None:  # UnreadableFile from here on is raised, and not kept
             verdict = self._verdict(path, extension, version, fd)
-            with self._lock:
-                if len(self._verdicts) >= self._limit:
-                    self._verdicts.clear()
-                self._verdicts[key] = verdict
+            self._verdicts.put(key, verdict)
         if isinstance(verdict, ImageInfo):
             return verdict
         error, message = verdict
         raise error(message)
 
-    def _verdict(
-        self, path: str, extension: str, version: FileVersion, fd: int = -1
-    ) -> ImageInfo | tuple[type[ContentError], str]:
+    def _verdict(self, path: str, extension: str, version: FileVersion, fd: int = -1) -> Verdict:
         expected = self.formats.get(extension)
         if expected is None:
             return (FormatMismatch, f"extension {extension!r} is not verified")

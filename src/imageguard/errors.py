@@ -44,23 +44,59 @@ class ImportFormatError(StoreError):
     """A rules file given to ``import`` has a malformed line; nothing was imported."""
 
 
-class TicketError(ImageGuardError):
+class SignedValueError(ImageGuardError):
+    """A signed value from a client (an auth_tkt ticket, a share link) was refused; the
+    message says why (for the log, never the client).
+
+    The classes below it say what was wrong, whatever the value; :class:`TicketError`
+    and :class:`ShareLinkError` say which kind of value it was, and each concrete error
+    derives from one of each (:class:`BadSignature` is a :class:`TicketError` and a
+    :class:`SignatureMismatch`)::
+
+        SignedValueError
+        ├── MalformedValue      MalformedTicket, MalformedShareLink
+        ├── SignatureMismatch   BadSignature, ShareLinkMismatch
+        ├── SignatureExpired    TicketExpired, ShareLinkExpired
+        ├── SignedInFuture      TicketFromFuture
+        ├── TicketError         (and TicketRevoked)
+        └── ShareLinkError
+    """
+
+
+class MalformedValue(SignedValueError):
+    """The value does not have the form of a signed value of its kind: nothing to verify."""
+
+
+class SignatureMismatch(SignedValueError):
+    """The signature matches no configured secret: tampered with, made with another key,
+    or with a secret since retired (:class:`imageguard.signer.Signer` raises it)."""
+
+
+class SignatureExpired(SignedValueError):
+    """The signature is right, but the value is past its lifetime."""
+
+
+class SignedInFuture(SignedValueError):
+    """The signature is right, but the value is stamped later than clocks can drift."""
+
+
+class TicketError(SignedValueError):
     """An auth_tkt ticket was refused; the message says why (for the log, never the client)."""
 
 
-class MalformedTicket(TicketError):
+class MalformedTicket(TicketError, MalformedValue):
     """The cookie value is not an auth_tkt ticket at all."""
 
 
-class BadSignature(TicketError):
+class BadSignature(TicketError, SignatureMismatch):
     """The ticket's digest does not match any configured secret: tampered or foreign."""
 
 
-class TicketExpired(TicketError):
+class TicketExpired(TicketError, SignatureExpired):
     """The ticket is older than the configured timeout."""
 
 
-class TicketFromFuture(TicketError):
+class TicketFromFuture(TicketError, SignedInFuture):
     """The ticket's timestamp lies further in the future than clocks can drift."""
 
 
@@ -68,8 +104,21 @@ class TicketRevoked(TicketError):
     """The ticket, or every ticket of its user issued before a moment, was revoked."""
 
 
-class ShareLinkError(ImageGuardError):
+class ShareLinkError(SignedValueError):
     """A share link was refused: malformed, tampered, expired, revoked or for another path."""
+
+
+class MalformedShareLink(ShareLinkError, MalformedValue):
+    """The query holds no share link of the current form (a parameter missing or ill-formed,
+    a level that grants nothing, text that is not UTF-8)."""
+
+
+class ShareLinkMismatch(ShareLinkError, SignatureMismatch):
+    """The link's signature matches no secret for this image, level, expiry, user and realm."""
+
+
+class ShareLinkExpired(ShareLinkError, SignatureExpired):
+    """The link is past its expiry."""
 
 
 class VariantError(ImageGuardError):

@@ -17,17 +17,17 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from .apacheconf import read_python_options
-from .content import EXTENSION_FORMATS, ContentChecker
+from .content import ContentChecker
 from .errors import ConfigError, ContentError
 from .gate import Gate
 from .levels import Level
+from .principals import GUEST
 from .progress import ProgressBar
 from .renditions import check_renders
 from .runtime import Runtime
+from .safetext import one_line
 from .settings import Settings
 
-#: The viewer a warmed preview is made for (only a watermark without {user} is warmed).
-GUEST = "guest"
 CONF_ENV = "IMAGEGUARD_CONF"
 ROOT_ENV = "IMAGEGUARD_ROOT"
 CACHE_ENV = "IMAGEGUARD_CACHE_DIR"
@@ -99,33 +99,27 @@ def _walk(top: str, extensions: frozenset[str]) -> Iterator[str]:
                 yield os.path.join(dirpath, name)
 
 
-def _shown(name: str) -> str:
-    """*name* safe for a terminal: control characters (from uploaded names) escaped."""
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in name)
-
-
 def cmd_verify(args: argparse.Namespace) -> int:
     settings = site_settings(args)
     gate = Gate.create(settings.root, settings.extensions)
-    checker = ContentChecker(
-        (ext for ext in settings.extensions if ext in EXTENSION_FORMATS), settings.max_pixels
-    )
+    checker = ContentChecker.for_site(settings.extensions, settings.max_pixels)
     files = image_files(gate, settings.extensions, args.paths)
     bad = 0
     with ProgressBar(len(files), "verifying", sys.stderr) as bar:
         for path in files:
             verdict = gate.check("GET", path, "")
-            name = _shown(verdict.relpath or path)
+            name = one_line(verdict.relpath or path)
             try:
                 if not verdict.allowed:
                     raise ContentError(verdict.reason)
-                assert verdict.version is not None
+                if verdict.version is None:  # an allowed verdict always carries one
+                    raise ContentError("the gate allowed it without naming its version")
                 info = checker.check(verdict.path, verdict.version)
                 if args.deep:
                     check_renders(verdict.path, info, settings.max_pixels)
             except ContentError as exc:
                 bad += 1
-                bar.line(f"{name}: {_shown(str(exc))}")
+                bar.line(f"{name}: {one_line(str(exc))}")
             bar.advance(name)
     print(f"{len(files)} file(s) checked, {bad} refused" + ("" if args.deep else " (headers)"))
     return 1 if bad else 0
@@ -173,7 +167,7 @@ def cmd_warm(args: argparse.Namespace) -> int:
     with ProgressBar(len(files) * len(levels), "warming", sys.stderr) as bar:
         for path in files:
             verdict = runtime.admit("GET", path, "")
-            name = _shown(verdict.relpath or path)
+            name = one_line(verdict.relpath or path)
             for level in levels:
                 try:
                     if not verdict.allowed:
@@ -186,7 +180,7 @@ def cmd_warm(args: argparse.Namespace) -> int:
                         made += 1
                 except ContentError as exc:
                     refused += 1
-                    bar.line(f"{name} ({level.label}): {_shown(str(exc))}")
+                    bar.line(f"{name} ({level.label}): {one_line(str(exc))}")
                 bar.advance(name)
     print(f"{made} rendition(s) made, {cached} already cached, {refused} refused")
     return 1 if refused else 0

@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .apacheconf import python_path, python_path_line
+
 __all__ = [
     "APACHE_BIN",
     "CLEAN_ENV",
@@ -203,25 +205,9 @@ def make_workdir(prefix: str = "imageguard-apache-") -> Path:
 
 
 def default_python_path() -> list[str]:
-    """Directories to put in front of the embedded interpreter's ``sys.path``.
-
-    The directory containing the ``imageguard`` package (``src/`` for an editable install,
-    site-packages for a regular one) and the site-packages directory holding Pillow. They
-    are computed from the running (venv) interpreter, which must be built from the same
-    ``/usr/bin/python3`` that mod_python embeds, or Pillow's C extension will not load.
-    """
-    import PIL
-
-    import imageguard
-
-    paths: list[str] = []
-    for module_file in (imageguard.__file__, PIL.__file__):
-        if module_file is None:  # pragma: no cover - namespace package
-            continue
-        directory = str(Path(module_file).resolve().parents[1])
-        if directory not in paths:
-            paths.append(directory)
-    return paths
+    """Directories to put in front of the embedded interpreter's ``sys.path``: the same
+    as the generated configuration's (:func:`imageguard.apacheconf.python_path`)."""
+    return python_path()
 
 
 def _check_conf_string(value: str, what: str) -> str:
@@ -342,8 +328,7 @@ class ApacheConfig:
 
     def python_path_directive(self) -> str:
         """``PythonPath "['a', 'b'] + sys.path"``: eval()ed once per interpreter."""
-        entries = ", ".join(repr(p) for p in self.python_path or [])
-        return f'PythonPath "[{entries}] + sys.path"'
+        return python_path_line(self.python_path or [])
 
     def _mpm_block(self) -> str:
         if self.mpm == "event":

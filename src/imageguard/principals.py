@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .errors import PrincipalError
@@ -19,6 +20,10 @@ class PrincipalKind(enum.IntEnum):
 
 
 _MAX_NAME = 128
+
+#: The viewer a preview's watermark names when nobody is logged in (a share link's
+#: anonymous holder), and whom ``imageguard renditions warm`` makes previews for.
+GUEST = "guest"
 
 
 def check_name(name: str, what: str) -> str:
@@ -42,6 +47,24 @@ def check_name(name: str, what: str) -> str:
         # would meet another account's folders ("\u212aate", a Kelvin sign, is "Kate").
         raise PrincipalError(f"{what} name {name!r} is not in Unicode composed form (NFC)")
     return name
+
+
+def valid_groups(names: Iterable[object]) -> frozenset[str]:
+    """The group names among *names* that :func:`check_name` accepts.
+
+    For groups read from a login (a session's list, a ticket's tokens): a value that
+    cannot name a group (not text, empty, a path trick, not NFC) grants nothing and is
+    left out, while the login itself stays valid.
+    """
+    found = set()
+    for name in names:
+        if not isinstance(name, str):
+            continue
+        try:
+            found.add(check_name(name, "group"))
+        except PrincipalError:
+            continue
+    return frozenset(found)
 
 
 @dataclass(frozen=True, order=True)

@@ -44,6 +44,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from .boundedcache import BoundedCache
 from .content import ImageInfo
 from .errors import ConfigError, ContentError, RenditionError
 from .fileversion import FileVersion
@@ -121,8 +122,10 @@ class RenditionCache:
         check_placement(top, root_real)
         self.root = root_real
         self.directory = f"{top}/{root_folder(root_real)}"
-        self._suffixes: dict[tuple[RenditionSpec, str], str] = {}
-        self._failed: dict[tuple[str, FileVersion], tuple[type[ContentError], str]] = {}
+        self._suffixes: BoundedCache[tuple[RenditionSpec, str], str] = BoundedCache(_MEMO_LIMIT)
+        self._failed: BoundedCache[tuple[str, FileVersion], tuple[type[ContentError], str]] = (
+            BoundedCache(_FAILED_LIMIT)
+        )
         self._rendering = threading.BoundedSemaphore(RENDERING_AT_ONCE)
 
     def path_for(
@@ -136,9 +139,8 @@ class RenditionCache:
         fmt = output_format(info)
         suffix = self._suffixes.get((spec, fmt))
         if suffix is None:
-            if len(self._suffixes) >= _MEMO_LIMIT:
-                self._suffixes.clear()
-            suffix = self._suffixes[(spec, fmt)] = entry_suffix(spec, fmt)
+            suffix = entry_suffix(spec, fmt)
+            self._suffixes.put((spec, fmt), suffix)
         return f"{self.directory}/{relpath}/{_version_part(version)}.{suffix}"
 
     def make(
@@ -172,9 +174,7 @@ class RenditionCache:
                         f"{self.root}/{relpath}", info, spec, max_pixels, version, fd
                     )
             except ContentError as exc:
-                if len(self._failed) >= _FAILED_LIMIT:
-                    self._failed.clear()
-                self._failed[(relpath, version)] = (type(exc), str(exc))
+                self._failed.put((relpath, version), (type(exc), str(exc)))
                 raise
             self._store(path, data)
 
@@ -271,16 +271,11 @@ class RenditionCache:
         if unused_days and now - max(st.st_atime, st.st_mtime) > unused_days * 86400:
             return True
         try:
-            original = os.stat(f"{self.root}/{relpath}")
+            original = FileVersion.of(os.stat(f"{self.root}/{relpath}"))
         except OSError:
             return True
-        current = (original.st_ino, original.st_size, original.st_mtime_ns, original.st_ctime_ns)
-        return current != (
-            int(found["inode"]),
-            int(found["size"]),
-            int(found["mtime"]),
-            int(found["ctime"]),
-        )
+        # The name starts with the version part of the original it was made from.
+        return name.partition(".")[0] != _version_part(original)
 
     def entries(self) -> Iterator[str]:
         """Every rendition file in this root's part of the cache (paths)."""

@@ -2,8 +2,10 @@
 
 A :class:`Runtime` is built once per distinct configuration (see :func:`runtime_for`) and
 holds the parsed :class:`~imageguard.settings.Settings`, the :class:`~imageguard.gate.Gate`,
-the session reader and the cached ACL. The handlers in :mod:`imageguard.handlers` only
-translate between Apache's request and these objects. Nothing here imports mod_python.
+the login source, the cached ACL and what every answer repeats (its headers). The
+policy (:func:`imageguard.decision.decide`) uses it for the steps that touch the disk
+or the store; the adapters in :mod:`imageguard.adapters` only translate between
+Apache's request and the policy. Nothing here imports mod_python.
 """
 
 from __future__ import annotations
@@ -11,52 +13,30 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from math import inf
 
 from . import sharelinks
 from .acl import Decision
-from .content import EXTENSION_FORMATS, FORMAT_MEDIA_TYPES, ContentChecker, ImageInfo, media_type
-from .cookies import find_cookie
-from .errors import (
-    ConfigError,
-    ContentError,
-    FileChanged,
-    ShareLinkError,
-    TicketError,
-    TicketExpired,
-)
+from .boundedcache import BoundedCache
+from .content import FORMAT_MEDIA_TYPES, ContentChecker, ImageInfo, media_type
+from .decision import Facts, Login, LoginSource
+from .errors import ConfigError, ContentError, FileChanged, ShareLinkError
 from .fileversion import FileVersion
 from .gate import ALLOWED_METHODS, FORBIDDEN, NOT_FOUND, Admission, Gate, GateVerdict
 from .levels import Level
+from .logins import login_source
 from .placeholder import PLACEHOLDER_NAME, locked_image
-from .principals import ANONYMOUS, Identity
+from .principals import Identity
 from .renditioncache import RenditionCache
 from .renditions import RenditionSpec, output_format, watermark_text
 from .secretfile import SecretFile
-from .sessions import (
-    LockFactory,
-    SessionReader,
-    StoredSession,
-    identity_from_session,
-    make_reader,
-    valid_sid,
-)
+from .sessions import LockFactory
 from .settings import Settings, is_relevant
 from .sharelinks import ShareGrant
 from .store import CachedAcl
-from .tickets import (
-    ParsedTicket,
-    TicketVerifier,
-    VerifiedTicket,
-    check_timeout,
-    decode_cookie_value,
-    parse_ticket,
-)
+from .tickets import check_timeout
 
-_LOGIN_LIMIT = 4096
-_TICKET_LIMIT = 10_000
 _SPEC_LIMIT = 4096
 _ADMITTED_LIMIT = 100_000
 #: Longer file names are checked in full every time, never remembered.
@@ -75,32 +55,6 @@ class PlannedRendition:
     media_type: str
 
 
-@dataclass(frozen=True)
-class Login:
-    """The outcome of reading a request's session.
-
-    ``identity`` is :data:`~imageguard.principals.ANONYMOUS` when there is no valid login;
-    ``reason`` says why, and ``suspicious`` marks a cookie that cannot have come from
-    mod_python (worth a log line at error level). A well-formed cookie naming no session
-    is not suspicious: after a logout or mod_python's clean-up of expired sessions, every
-    browser still sends one.
-    """
-
-    identity: Identity
-    reason: str
-    suspicious: bool = False
-    #: The ticket's user data (auth_tkt logins only), handed on as REMOTE_USER_DATA.
-    user_data: str = ""
-
-
-_NO_SESSION_COOKIE = Login(ANONYMOUS, "no session cookie")
-_NO_TICKET_COOKIE = Login(ANONYMOUS, "no ticket cookie")
-_MALFORMED_SESSION_COOKIE = Login(ANONYMOUS, "malformed session cookie", suspicious=True)
-_NO_STORED_SESSION = Login(ANONYMOUS, "session cookie names no stored session")
-_SESSION_EXPIRED = Login(ANONYMOUS, "session expired")
-_NO_USER_IN_SESSION = Login(ANONYMOUS, "session holds no logged-in user")
-
-
 class Runtime:
     """The long-lived objects for one configuration."""
 
@@ -113,32 +67,23 @@ class Runtime:
         self._media_types = {ext: media_type(ext) for ext in settings.extensions}
         #: The realm share links are checked against (the root's real path by default).
         self.share_realm = settings.share_realm or self.gate.root
-        self.sessions: SessionReader | None = None
-        if settings.session_source == "modpython":
-            self.sessions = make_reader(
-                settings.session_type, settings.session_directory, settings.dbm_filename
-            )
+        #: Who a request's credentials name (chosen here, once: the policy never asks which).
+        self.logins: LoginSource = login_source(settings, self.secrets, lambda: self.acl)
         self._acl = CachedAcl(settings.acl_db) if settings.acl_db else None
         self._thumb_spec = RenditionSpec(Level.THUMB, settings.thumb_size)
-        self._preview_specs: dict[str, RenditionSpec] = {}
+        self._preview_specs: BoundedCache[str, RenditionSpec] = BoundedCache(_SPEC_LIMIT)
         #: The Cache-Control of what is served (worked out once, sent every time).
         self.cache_control = f"private, max-age={settings.max_age}"
+        #: The headers of everything admitted (Vary is added to, not replaced).
+        self.served_headers = (
+            ("Cache-Control", self.cache_control),
+            ("X-Content-Type-Options", "nosniff"),
+        )
         #: Refusals that depend on what exists are 404s, like denials (deny_status 404).
         self.hides_existence = settings.deny_status == 404
         #: No ACL store: the gate alone decides (an access handler from an .htaccess).
         self.gate_only = settings.acl_db is None
-        #: The cookie a login is read from.
-        self.login_cookie = (
-            settings.tkt_cookie if settings.session_source == "auth_tkt" else settings.cookie_name
-        )
-        #: Reading a DbmSession takes mod_python's dbm mutex; no other login does.
-        self.needs_dbm_lock = (
-            settings.session_source == "modpython" and settings.session_type == "DbmSession"
-        )
-        self.content = ContentChecker(
-            (ext for ext in settings.extensions if ext in EXTENSION_FORMATS),
-            settings.max_pixels,
-        )
+        self.content = ContentChecker.for_site(settings.extensions, settings.max_pixels)
         self._renditions = (
             RenditionCache(settings.cache_dir, self.gate.root) if settings.cache_dir else None
         )
@@ -148,22 +93,10 @@ class Runtime:
             SecretFile(settings.tkt_secret_file) if settings.tkt_secret_file else None
         )
         check_timeout(settings.tkt_timeout, settings.tkt_allow_no_timeout)
-        # Built at the first ticket, from the secrets then in the file (never without).
-        self._verifier: TicketVerifier | None = None
         if settings.session_source == "auth_tkt" and self._secret_file is None:
             raise ConfigError("imageguard.session auth_tkt needs imageguard.tkt_secret_file")
-        # sid -> (the stored session object, the login it gives): the session reader
-        # returns the same object while the session is unchanged, so this skips
-        # re-validating the user and group names on every request.
-        self._logins: dict[str, tuple[StoredSession, Login]] = {}
-        # (the ticket's parts, bound address) -> (the secrets it was verified with, the
-        # moment it expires, the ticket, its login): a ticket's digests are computed
-        # once, not at every request; revocations are still looked up every time.
-        self._tickets: dict[
-            tuple[ParsedTicket, str], tuple[Sequence[bytes], float, VerifiedTicket, Login]
-        ] = {}
         # file name -> the gate's admission of it (and the content check passed).
-        self._admitted: dict[str, Admission] = {}
+        self._admitted: BoundedCache[str, Admission] = BoundedCache(_ADMITTED_LIMIT)
 
     @property
     def acl(self) -> CachedAcl:
@@ -211,7 +144,7 @@ class Runtime:
                         return known.verdict, fd
                     if fd >= 0:
                         os.close(fd)
-                    self._admitted.pop(filename, None)
+                    self._admitted.discard(filename)
                 verdict, admission = self.gate.admit(method, filename, path_info)
                 if not verdict.allowed:
                     return verdict, -1
@@ -219,9 +152,7 @@ class Runtime:
                 if fd < 0:
                     continue
                 if admission is not None and len(filename) <= _ADMITTED_NAME_LIMIT:
-                    if len(self._admitted) >= _ADMITTED_LIMIT:
-                        self._admitted.clear()
-                    self._admitted[filename] = admission
+                    self._admitted.put(filename, admission)
                 return verdict, fd
         except PermissionError as exc:  # the gate's look only needed to search folders
             reason = f"{exc.filename or filename}: not readable by Apache's user"
@@ -244,7 +175,8 @@ class Runtime:
         ``imageguard.verify_content`` is on; the verdict is kept per file version). With
         *fd* (from :meth:`admit_open`), a header not yet checked is read from it."""
         if self.settings.verify_content:
-            assert verdict.version is not None
+            if verdict.version is None:
+                raise ValueError("only an admitted file's content can be checked")
             try:
                 self.content.check(verdict.path, verdict.version, fd)
             except ContentError as exc:
@@ -259,37 +191,50 @@ class Runtime:
         """The padlock picture's path (drawn at first use), or None when it is off."""
         if not self.settings.placeholder:
             return None
+        return self.placeholder_path
+
+    @property
+    def placeholder_path(self) -> str:
+        """The padlock picture's path, drawn at first use (ConfigError without a cache)."""
         return self.renditions.keep(PLACEHOLDER_NAME, locked_image)
 
     def plan_rendition(
-        self, verdict: GateVerdict, variant: Level, *, viewer: str, host: str, fd: int = -1
+        self,
+        verdict: GateVerdict,
+        variant: Level,
+        *,
+        viewer: str,
+        host: str,
+        fd: int = -1,
+        now: float | None = None,
     ) -> PlannedRendition:
         """Which rendition *variant* of the admitted file to send, and where it is kept.
 
         The preview's watermark names *viewer* and *host* when the template asks for
-        them. Nothing is made or read here beyond the (cached) content check, which reads
-        a header not yet checked from *fd* when given (see :meth:`admit_open`).
+        them (and the date of *now*, by default the present). Nothing is made or read
+        here beyond the (cached) content check, which reads a header not yet checked
+        from *fd* when given (see :meth:`admit_open`).
         """
-        assert verdict.version is not None
-        spec = self._preview_spec(viewer, host) if variant is Level.PREVIEW else self._thumb_spec
+        if verdict.version is None:
+            raise ValueError("a rendition can only be planned for an admitted file")
+        spec = (
+            self._preview_spec(viewer, host, now) if variant is Level.PREVIEW else self._thumb_spec
+        )
         info = self.content.check(verdict.path, verdict.version, fd)
         path = self.renditions.path_for(verdict.relpath, verdict.version, info, spec)
         media = FORMAT_MEDIA_TYPES[output_format(info)]
         return PlannedRendition(path, verdict.relpath, verdict.version, info, spec, media)
 
-    def _preview_spec(self, viewer: str, host: str) -> RenditionSpec:
-        """The preview to make for *viewer* on *host* today (one object per watermark)."""
+    def _preview_spec(self, viewer: str, host: str, now: float | None) -> RenditionSpec:
+        """The preview to make for *viewer* on *host* on the day of *now* (one object per
+        watermark)."""
         settings = self.settings
-        text = watermark_text(
-            settings.watermark, host=host, user=viewer, date=time.strftime("%Y-%m-%d")
-        )
+        date = time.strftime("%Y-%m-%d", time.localtime(now))
+        text = watermark_text(settings.watermark, host=host, user=viewer, date=date)
         spec = self._preview_specs.get(text)
         if spec is None:
-            if len(self._preview_specs) >= _SPEC_LIMIT:
-                self._preview_specs.clear()
-            spec = self._preview_specs[text] = RenditionSpec(
-                Level.PREVIEW, settings.preview_size, text
-            )
+            spec = RenditionSpec(Level.PREVIEW, settings.preview_size, text)
+            self._preview_specs.put(text, spec)
         return spec
 
     def make_rendition(self, planned: PlannedRendition, fd: int = -1) -> None:
@@ -306,16 +251,6 @@ class Runtime:
             fd,
         )
 
-    def _make_verifier(self, secrets: tuple[bytes, ...]) -> TicketVerifier:
-        settings = self.settings
-        return TicketVerifier(
-            secrets=secrets,
-            digest=settings.tkt_digest,
-            timeout=settings.tkt_timeout,
-            allow_no_timeout=settings.tkt_allow_no_timeout,
-            bind_ip=settings.tkt_bind_ip,
-        )
-
     def secrets(self) -> tuple[bytes, ...]:
         """The secret file's secrets (re-read when it changed), newest first."""
         if self._secret_file is None:
@@ -329,55 +264,17 @@ class Runtime:
         now: float | None = None,
         client_ip: str = "",
     ) -> Login:
-        """Who the request's login cookie names: a mod_python session or an auth_tkt ticket."""
-        if self.settings.session_source == "auth_tkt":
-            return self._ticket_login(cookie_headers, client_ip, now)
-        return self._session_login(cookie_headers, lock, now)
-
-    def _ticket_login(
-        self, cookie_headers: Iterable[str], client_ip: str, now: float | None
-    ) -> Login:
-        value = find_cookie(cookie_headers, self.settings.tkt_cookie)
-        if not value:
-            return _NO_TICKET_COOKIE
-        current = time.time() if now is None else now
-        secrets = self.secrets()
-        verifier = self._verifier
-        if verifier is None or verifier.secrets is not secrets:
-            verifier = self._verifier = self._make_verifier(secrets)
-        try:
-            # The ticket as its parts, whatever the dress of the cookie: many spellings
-            # of one ticket are one entry (a client cannot fill the cache with them).
-            parsed = parse_ticket(decode_cookie_value(value), verifier.digest)
-        except TicketError as exc:
-            return Login(ANONYMOUS, str(exc), suspicious=True)
-        key = (parsed, client_ip if self.settings.tkt_bind_ip else "")
-        known = self._tickets.get(key)
-        if known is not None and known[0] is verifier.secrets and current <= known[1]:
-            ticket, login = known[2], known[3]
-        else:
-            try:
-                ticket = verifier.verify_parsed(parsed, client_ip, current)
-            except TicketExpired as exc:
-                return Login(ANONYMOUS, str(exc))
-            except TicketError as exc:
-                return Login(ANONYMOUS, str(exc), suspicious=True)
-            identity = Identity(ticket.user, ticket.groups)
-            login = Login(identity, "ticket", user_data=ticket.user_data)
-            expires = ticket.timestamp + verifier.timeout if verifier.timeout else inf
-            if len(self._tickets) >= _TICKET_LIMIT:
-                self._tickets.clear()
-            self._tickets[key] = (verifier.secrets, expires, ticket, login)
-        signature_revoked, revoked_until = self.acl.revocations_of(ticket.digest, ticket.user)
-        if signature_revoked:
-            return Login(ANONYMOUS, f"ticket of {ticket.user} was revoked", suspicious=True)
-        if revoked_until is not None and ticket.timestamp <= revoked_until:
-            return Login(
-                ANONYMOUS,
-                f"tickets of {ticket.user} issued until {revoked_until} were revoked",
-                suspicious=True,
-            )
-        return login
+        """Who these ``Cookie`` headers name, by the configuration's login source (for
+        tools and tests; the policy asks :attr:`logins` with the request's facts)."""
+        facts = Facts(
+            "GET",
+            "",
+            cookies=tuple(cookie_headers),
+            client_ip=client_ip,
+            now=time.time() if now is None else now,
+            session_lock=lock,
+        )
+        return self.logins.login(facts)
 
     def share(self, relpath: str, query: str, now: float | None = None) -> ShareGrant:
         """The grant of the share link in *query* for *relpath*; ShareLinkError if invalid."""
@@ -388,36 +285,6 @@ class Runtime:
             raise ShareLinkError("share link was revoked")
         return grant
 
-    def _session_login(
-        self, cookie_headers: Iterable[str], lock: LockFactory | None, now: float | None
-    ) -> Login:
-        """Find who the request's session cookie belongs to, reading the session read-only."""
-        assert self.sessions is not None  # modpython logins always have a reader
-        sid = find_cookie(cookie_headers, self.settings.cookie_name)
-        if sid is None:
-            return _NO_SESSION_COOKIE
-        if not valid_sid(sid):
-            return _MALFORMED_SESSION_COOKIE
-        session = self.sessions.load(sid, lock)
-        if session is None:
-            return _NO_STORED_SESSION
-        if not session.alive(time.time() if now is None else now):
-            return _SESSION_EXPIRED
-        return self._session_identity(sid, session)
-
-    def _session_identity(self, sid: str, session: StoredSession) -> Login:
-        """The login a live *session* gives; worked out once while the session is unchanged
-        (the reader hands out the same object until the session file changes)."""
-        known = self._logins.get(sid)
-        if known is not None and known[0] is session:
-            return known[1]
-        identity = identity_from_session(session, self.settings.session_keys)
-        login = _NO_USER_IN_SESSION if identity is None else Login(identity, "session")
-        if len(self._logins) >= _LOGIN_LIMIT:
-            self._logins.clear()
-        self._logins[sid] = (session, login)
-        return login
-
     def decide(self, relpath: str, identity: Identity) -> Decision:
         """What *identity* may see of *relpath* according to the ACL store."""
         return self.acl.decide(relpath, identity)
@@ -426,8 +293,10 @@ class Runtime:
 _RUNTIMES: dict[tuple[tuple[str, str], ...], Runtime] = {}
 #: The same runtimes by the options exactly as Apache handed them over, and the default
 #: root: one tuple and one dictionary look-up per request, no sorting or filtering.
-_BY_RAW_OPTIONS: dict[tuple[tuple[tuple[str, str], ...], str], Runtime] = {}
 _RAW_LIMIT = 1024
+_BY_RAW_OPTIONS: BoundedCache[tuple[tuple[tuple[str, str], ...], str], Runtime] = (
+    BoundedCache(_RAW_LIMIT)
+)
 _RUNTIMES_LOCK = threading.Lock()
 
 
@@ -453,7 +322,5 @@ def runtime_for(
         found = _RUNTIMES.get(key)
         if found is None:
             found = _RUNTIMES[key] = build(Settings.from_options(dict(key), default_root))
-        if len(_BY_RAW_OPTIONS) >= _RAW_LIMIT:
-            _BY_RAW_OPTIONS.clear()
-        _BY_RAW_OPTIONS[raw] = found
+        _BY_RAW_OPTIONS.put(raw, found)
         return found

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import os
 import stat
-import threading
 from collections.abc import Iterable
 
 from .errors import ConfigError
+from .fileversion import Validator, validator
 
 MIN_SECRET_LENGTH = 16
 
@@ -69,9 +69,9 @@ class SecretFile:
         if not path:
             raise ConfigError("imageguard.tkt_secret_file is not set: name the secret file")
         self.path = path
-        self._lock = threading.Lock()
-        self._validator: tuple[int, ...] | None = None
-        self._secrets: tuple[bytes, ...] = ()
+        # (the file's validator, its secrets), replaced as one: a thread never pairs
+        # one version's validator with another's secrets.
+        self._known: tuple[Validator, tuple[bytes, ...]] | None = None
 
     def secrets(self) -> tuple[bytes, ...]:
         """The current secrets, newest first."""
@@ -79,9 +79,10 @@ class SecretFile:
             st = os.stat(self.path)
         except OSError as exc:
             raise ConfigError(f"secret file {self.path}: {exc.strerror}") from None
-        validator = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        if validator == self._validator:
-            return self._secrets
+        current = validator(st)
+        known = self._known
+        if known is not None and known[0] == current:
+            return known[1]
         if st.st_mode & stat.S_IROTH:
             raise ConfigError(
                 f"secret file {self.path} is readable by everyone: chmod o-r (e.g. 640)"
@@ -92,6 +93,5 @@ class SecretFile:
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"secret file {self.path}: {exc}") from None
         secrets = parse_secrets(text, f"secret file {self.path}")
-        with self._lock:
-            self._secrets, self._validator = secrets, validator
+        self._known = (current, secrets)
         return secrets

@@ -16,8 +16,10 @@ A stored session is a pickled ``dict`` with ``_data`` (the application's keys),
 
 Sessions hold pickles, so only files the web server wrote may be read: the readers never
 follow a sid that is not 32 lower-case hex digits, which also rules out path tricks.
-Each reader keeps the last load of every session keyed by the file's identity and change
-time, so an unchanged session costs one ``stat`` per request, not an unpickle.
+Each reader keeps the last load of every session (a
+:class:`~imageguard.boundedcache.BoundedCache` by sid) with the
+:func:`~imageguard.fileversion.validator` of the file it came from, so an unchanged
+session costs one ``stat`` per request, not an unpickle.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ContextManager, Protocol
 
+from .boundedcache import BoundedCache
 from .errors import ConfigError
-from .principals import Identity, check_name
+from .fileversion import Validator, validator
+from .principals import Identity, check_name, valid_groups
 
 DEFAULT_COOKIE = "pysid"
 _TORN_READ_RETRIES = 3
@@ -93,32 +97,16 @@ def _decode(blob: bytes) -> StoredSession | None:
     return StoredSession(data, accessed, timeout)
 
 
-class _StatCache:
-    """Remembers decoded sessions keyed by a validator.
-
-    Shared by a process's threads without a lock: a single dictionary read, write or
-    clear is atomic in CPython, and a lost race only costs a second read of the file.
-    """
-
-    def __init__(self) -> None:
-        self._entries: dict[str, tuple[tuple[int, ...], StoredSession]] = {}
-
-    def get(self, key: str, validator: tuple[int, ...]) -> StoredSession | None:
-        entry = self._entries.get(key)
-        if entry is not None and entry[0] == validator:
-            return entry[1]
-        return None
-
-    def put(self, key: str, validator: tuple[int, ...], session: StoredSession) -> None:
-        if len(self._entries) >= _CACHE_LIMIT:
-            self._entries.clear()
-        self._entries[key] = (validator, session)
+#: (validator of what was read, the session decoded from it), by sid.
+_SessionCache = BoundedCache[str, tuple[object, StoredSession]]
 
 
-def _validator(st: os.stat_result) -> tuple[int, ...]:
-    """What changes when a session file is rewritten (mod_python truncates and writes it,
-    or replaces it): its inode, size, modification and change times."""
-    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+def _cached(cache: _SessionCache, sid: str, read_at: object) -> StoredSession | None:
+    """The session kept for *sid* if it was read from the files at validator *read_at*."""
+    entry = cache.get(sid)
+    if entry is not None and entry[0] == read_at:
+        return entry[1]
+    return None
 
 
 class FileSessionReader:
@@ -131,7 +119,7 @@ class FileSessionReader:
 
     def __init__(self, directory: str) -> None:
         self.sessions_dir = os.path.join(directory, "mp_sess")
-        self._cache = _StatCache()
+        self._cache: _SessionCache = BoundedCache(_CACHE_LIMIT)
 
     def path_of(self, sid: str) -> str:
         """Where mod_python keeps the session *sid*."""
@@ -149,7 +137,7 @@ class FileSessionReader:
             return None
         path = self.path_of(sid)
         try:
-            cached = self._cache.get(sid, _validator(os.stat(path)))
+            cached = _cached(self._cache, sid, validator(os.stat(path)))
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
@@ -159,7 +147,7 @@ class FileSessionReader:
         for _attempt in range(_TORN_READ_RETRIES):
             try:
                 with open(path, "rb") as handle:
-                    validator = _validator(os.fstat(handle.fileno()))
+                    read_at = validator(os.fstat(handle.fileno()))
                     blob = handle.read()
             except (FileNotFoundError, NotADirectoryError):
                 return None
@@ -167,7 +155,7 @@ class FileSessionReader:
                 raise self._unreadable(exc) from None
             session = _decode(blob) if blob else None
             if session is not None:
-                self._cache.put(sid, validator, session)
+                self._cache.put(sid, (read_at, session))
                 return session
             time.sleep(0.001)
         return None
@@ -191,36 +179,34 @@ class DbmSessionReader:
 
     def __init__(self, filename: str) -> None:
         self.filename = filename
-        self._cache = _StatCache()
+        self._cache: _SessionCache = BoundedCache(_CACHE_LIMIT)
 
     def _files(self) -> list[str]:
         # The ndbm flavour writes <name>.db (or .dir and .pag); gdbm and dumb use others.
         names = [self.filename + ext for ext in ("", ".db", ".dir", ".pag", ".dat")]
         return [name for name in names if os.path.exists(name)]
 
-    def _validator(self) -> tuple[int, ...] | None:
-        validator: list[int] = []
+    def _validator(self) -> tuple[Validator, ...] | None:
         try:
-            for name in self._files():
-                validator.extend(_validator(os.stat(name)))
+            found = tuple(validator(os.stat(name)) for name in self._files())
         except OSError:
             return None
-        return tuple(validator) or None
+        return found or None
 
     def load(self, sid: str, lock: LockFactory | None = None) -> StoredSession | None:
         """Return the stored session for *sid*, or ``None``."""
         if not valid_sid(sid):
             return None
-        validator = self._validator()
-        if validator is None:
+        read_at = self._validator()
+        if read_at is None:
             return None
-        cached = self._cache.get(sid, validator)
+        cached = _cached(self._cache, sid, read_at)
         if cached is not None:
             return cached
         blob = self._read(sid.encode(), lock or contextlib.nullcontext)
         session = _decode(blob) if blob else None
         if session is not None:
-            self._cache.put(sid, validator, session)
+            self._cache.put(sid, (read_at, session))
         return session
 
     def _read(self, key: bytes, lock: LockFactory) -> bytes | None:
@@ -256,12 +242,9 @@ def identity_from_session(session: StoredSession, keys: SessionKeys) -> Identity
     raw = session.data.get(keys.groups_key, ())
     if isinstance(raw, str):
         raw = raw.replace(",", " ").split()
-    groups = set()
-    if isinstance(raw, (list, tuple, set, frozenset)):
-        for group in raw:
-            with contextlib.suppress(ValueError, TypeError):
-                groups.add(check_name(group, "group"))
-    return Identity(user, frozenset(groups))
+    if not isinstance(raw, (list, tuple, set, frozenset)):
+        return Identity(user)
+    return Identity(user, valid_groups(raw))
 
 
 def make_reader(session_type: str, directory: str, dbm_filename: str) -> SessionReader:

@@ -18,27 +18,27 @@ replayed on another. Links of the first format (``imageguard-share-v1``, made be
 realms existed) named no root, so no root can tell whether one was made for it: they
 are refused everywhere and must be issued again.
 
-Verification tries every secret of the file (rotation), compares in constant time, and
-refuses a link whose realm, path, level, expiry or user was changed, that has expired,
-whose signature is not base64url text, or whose secret has left the file. Links can
-also be revoked one by one (in the store).
+Links are signed and verified by a :class:`~imageguard.signer.Signer` (the one that also
+checks tickets, with an HMAC algorithm here): verification tries every secret of the file
+(rotation), compares in constant time, and refuses a link whose realm, path, level,
+expiry or user was changed, that has expired, whose signature is not base64url text, or
+whose secret has left the file. Links can also be revoked one by one (in the store).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import re
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .errors import ShareLinkError
+from .boundedcache import BoundedCache
+from .errors import MalformedShareLink, ShareLinkError, ShareLinkExpired, ShareLinkMismatch
 from .levels import Level, parse_level
 from .principals import check_name
 from .secretfile import check_secrets
+from .signer import HMACAlgorithm, Message, Signer
 
 PARAM_EXPIRES = "ig_exp"
 PARAM_LEVEL = "ig_lvl"
@@ -61,25 +61,39 @@ def check_realm(realm: str) -> str:
     return realm
 
 
-def _key(secret: bytes) -> bytes:
-    return hmac.new(secret, _KEY_LABEL, hashlib.sha256).digest()
+_ALGORITHM = HMACAlgorithm(label=_KEY_LABEL, digest="sha256")
+#: The signer of each list of secrets seen (the secret file hands out one tuple per
+#: version of the file), so each secret's key is derived once, not per request.
+_SIGNERS: BoundedCache[tuple[bytes, ...], Signer] = BoundedCache(16)
 
 
-def _signature(
-    secret: bytes, realm: str, relpath: str, level: Level, expires: int, user: str
-) -> bytes:
-    payload = b"\n".join(
-        [
-            _VERSION,
-            realm.encode("utf-8"),
-            relpath.encode("utf-8"),
-            level.label.encode(),
-            str(expires).encode(),
-            user.encode("utf-8"),
-        ]
+def _signer(secrets: tuple[bytes, ...]) -> Signer:
+    found = _SIGNERS.get(secrets)
+    if found is None:
+        found = Signer(
+            secrets=secrets,
+            algorithm=_ALGORITHM,
+            encoding="base64url",
+            mismatch=ShareLinkMismatch,
+            reason=(
+                "share link signature does not match (changed, made for another root, "
+                "or its secret retired)"
+            ),
+        )
+        _SIGNERS.put(secrets, found)
+    return found
+
+
+def _message(realm: str, relpath: str, level: Level, expires: int, user: str) -> Message:
+    """What a link's signature covers, one line each after the version tag."""
+    return (
+        _VERSION,
+        realm.encode("utf-8"),
+        relpath.encode("utf-8"),
+        level.label.encode(),
+        str(expires).encode(),
+        user.encode("utf-8"),
     )
-    mac = hmac.new(_key(secret), payload, hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(mac).rstrip(b"=")
 
 
 @dataclass(frozen=True)
@@ -117,8 +131,8 @@ def sign(
     params = {PARAM_EXPIRES: str(stamp), PARAM_LEVEL: grant.label}
     if user:
         params[PARAM_USER] = user
-    signature = _signature(key, check_realm(realm), relpath, grant, stamp, user)
-    params[PARAM_SIGNATURE] = signature.decode("ascii")
+    message = _message(check_realm(realm), relpath, grant, stamp, user)
+    params[PARAM_SIGNATURE] = _signer((key,)).sign(message)
     return params
 
 
@@ -144,7 +158,9 @@ def verify(
     """Check the link in *query* for the image *relpath* of *realm*.
 
     Raises :class:`ShareLinkError` for any link that does not grant anything, whatever
-    bytes the query holds: malformed, tampered, for another image or realm, expired.
+    bytes the query holds: :class:`~imageguard.errors.MalformedShareLink`,
+    :class:`~imageguard.errors.ShareLinkMismatch` (tampered, for another image or realm,
+    its secret retired) or :class:`~imageguard.errors.ShareLinkExpired`.
     """
     keys = check_secrets(secrets, "share link secrets")
     fields = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
@@ -153,31 +169,21 @@ def verify(
     # Checked for shape before anything is compared: an HMAC compares bytes, and
     # int() would accept digits of every script and surrounding spaces.
     if not _SIGNATURE_SHAPE.fullmatch(signature) or not _EXPIRY_SHAPE.fullmatch(expiry):
-        raise ShareLinkError("share link is missing or has malformed parameters")
+        raise MalformedShareLink("share link is missing or has malformed parameters")
     try:
         level = parse_level(fields.get(PARAM_LEVEL, ""))
     except ValueError:
-        raise ShareLinkError("share link is missing or has malformed parameters") from None
+        raise MalformedShareLink("share link is missing or has malformed parameters") from None
     if level is Level.DENY:
-        raise ShareLinkError("share link names level deny")
+        raise MalformedShareLink("share link names level deny")
     user = fields.get(PARAM_USER, "")
     try:  # signed as UTF-8: text that has none (lone surrogates) was never signed
         relpath.encode("utf-8")
         user.encode("utf-8")
     except UnicodeEncodeError:
-        raise ShareLinkError("share link names an image or a user that is not UTF-8") from None
+        raise MalformedShareLink("share link names an image or a user that is not UTF-8") from None
     expires = int(expiry)
-    given = signature.encode("ascii")
-    matched = False
-    for secret in keys:
-        expected = _signature(secret, realm, relpath, level, expires, user)
-        if hmac.compare_digest(expected, given):
-            matched = True
-    if not matched:
-        raise ShareLinkError(
-            "share link signature does not match (changed, made for another root, "
-            "or its secret retired)"
-        )
+    _signer(keys).verify(signature, _message(realm, relpath, level, expires, user))
     if (time.time() if now is None else now) > expires:
-        raise ShareLinkError("share link has expired")
+        raise ShareLinkExpired("share link has expired")
     return ShareGrant(relpath, level, expires, user, signature)

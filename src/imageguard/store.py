@@ -37,7 +37,9 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from .acl import Decision, Rule, decide
+from .boundedcache import BoundedCache
 from .errors import ImportFormatError, NoSuchRule, PatternError, RuleError, StoreError
+from .fileversion import Validator, stat_validator
 from .levels import Level, parse_level
 from .patterns import anchors_for, compile_pattern
 from .principals import Identity, check_name, parse_principal
@@ -616,6 +618,11 @@ def parse_export(
 _REVOKED = {"revoked-user": "user", "revoked-ticket": "ticket", "revoked-link": "link"}
 
 
+#: How many answers of each kind a :class:`CachedAcl` keeps per version of the store.
+CACHE_LIMIT = 50_000
+_MISSING = object()
+
+
 class _Snapshot:
     """What a :class:`CachedAcl` knows at one version of the store."""
 
@@ -630,39 +637,28 @@ class _Snapshot:
         "validator",
     )
 
-    def __init__(self, validator: tuple[int, ...], data_version: int, now: float) -> None:
+    def __init__(self, validator: Validator | None, data_version: int, now: float) -> None:
         self.validator = validator
         self.data_version = data_version
         self.checked_at = now
-        self.candidates: dict[str, list[Rule]] = {}
-        self.decisions: dict[tuple[str, str | None, frozenset[str]], Decision] = {}
-        self.groups: dict[str, frozenset[str]] = {}
-        self.revoked_users: dict[str, int | None] = {}
-        self.revoked_signatures: dict[str, bool] = {}
+        self.candidates: BoundedCache[str, list[Rule]] = BoundedCache(CACHE_LIMIT)
+        self.decisions: BoundedCache[tuple[str, str | None, frozenset[str]], Decision] = (
+            BoundedCache(CACHE_LIMIT)
+        )
+        self.groups: BoundedCache[str, frozenset[str]] = BoundedCache(CACHE_LIMIT)
+        self.revoked_users: BoundedCache[str, int | None] = BoundedCache(CACHE_LIMIT)
+        self.revoked_signatures: BoundedCache[str, bool] = BoundedCache(CACHE_LIMIT)
 
 
-def _stat_key(path: str) -> tuple[int, ...]:
-    """A file's identity and size, or ``(-1,)`` when it does not exist."""
+def _stat_key(path: str) -> Validator | None:
+    """The :func:`~imageguard.fileversion.validator` of the file at *path* (the store, its
+    change stamp), or ``None`` when it does not exist. For the store's own file this is
+    what changes when it is changed other than by SQLite's WAL writes (overwritten in
+    place, its permissions changed, replaced); for the stamp, every committed write."""
     try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return (-1,)
+        return stat_validator(path)
     except OSError as exc:  # its folder unsearchable, say: a store fault, not the image's
         raise StoreError(f"cannot read ACL store {path}: {exc.strerror}") from None
-    return (st.st_dev, st.st_ino, st.st_size)
-
-
-def _file_key(path: str) -> tuple[int, ...]:
-    """A file's identity, size, modification and change times, or ``(-1,)`` when it does
-    not exist: what changes when the store's file is changed other than by SQLite's
-    WAL writes (overwritten in place, its permissions changed, replaced)."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return (-1,)
-    except OSError as exc:
-        raise StoreError(f"cannot read ACL store {path}: {exc.strerror}") from None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class CachedAcl:
@@ -677,14 +673,12 @@ class CachedAcl:
     lock on the fast path.
     """
 
-    _CACHE_LIMIT = 50_000
-
     def __init__(self, path: str) -> None:
         self.path = path
         self._stamp = stamp_path(path)
         self._lock = threading.Lock()
         self._store: AclStore | None = None
-        self._file_id: tuple[int, ...] | None = None
+        self._file_id: Validator | None = None
         self._snapshot: _Snapshot | None = None
 
     def _current(self) -> _Snapshot:
@@ -717,10 +711,10 @@ class CachedAcl:
         finally:
             self._lock.release()
 
-    def _refresh(self, stamp: tuple[int, ...], now: float) -> _Snapshot:
+    def _refresh(self, stamp: Validator | None, now: float) -> _Snapshot:
         """Reopen a replaced or vanished store, and start a new snapshot if anything changed."""
-        file_id = _file_key(self.path)
-        if file_id == (-1,):
+        file_id = _stat_key(self.path)
+        if file_id is None:
             self._close()
             raise StoreError(f"ACL store {self.path} does not exist: run 'imageguard init'")
         if self._store is None or file_id != self._file_id:
@@ -765,9 +759,7 @@ class CachedAcl:
             groups = self._cached(snapshot.groups, identity.user, AclStore.groups_of)
             identity = identity.with_groups(groups)
         decision = decide(rules, relpath, identity)
-        if len(snapshot.decisions) >= self._CACHE_LIMIT:
-            snapshot.decisions.clear()
-        snapshot.decisions[key] = decision
+        snapshot.decisions.put(key, decision)
         return decision
 
     def revocations_of(self, signature: str, user: str) -> tuple[bool, int | None]:
@@ -783,17 +775,17 @@ class CachedAcl:
         snapshot = self._current()
         return self._cached(snapshot.revoked_signatures, signature, AclStore.signature_revoked)
 
-    def _cached(self, cache: dict[str, _T], key: str, query: Callable[[AclStore, str], _T]) -> _T:
-        """The cached answer for *key*, asking the store (once) when there is none yet."""
-        try:
-            return cache[key]
-        except KeyError:
-            pass
+    def _cached(
+        self, cache: BoundedCache[str, _T], key: str, query: Callable[[AclStore, str], _T]
+    ) -> _T:
+        """The cached answer for *key*, asking the store when there is none yet (two
+        threads asking together may both query it; either answer is this snapshot's)."""
+        found = cache.get(key, _MISSING)
+        if found is not _MISSING:
+            return found  # type: ignore[return-value]
         with self._turn():
             if self._store is None:  # closed by another thread's refresh meanwhile
                 raise StoreError(f"ACL store {self.path} was closed while it was read")
             value = query(self._store, key)
-        if len(cache) >= self._CACHE_LIMIT:
-            cache.clear()
-        cache[key] = value
+        cache.put(key, value)
         return value

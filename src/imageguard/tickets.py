@@ -21,8 +21,9 @@ default stores it base64-encoded (``userid_type:b64unicode`` in the user data); 
 understood.
 
 :class:`TicketVerifier` checks a ticket against one or more secrets (newest first, for
-key rotation) in constant time; :func:`issue_ticket` writes one that imageguard and
-mod_auth_tkt both accept.
+key rotation) in constant time, with a :class:`~imageguard.signer.Signer` whose algorithm
+is the double hash above (:class:`AuthTktAlgorithm`); :func:`issue_ticket` writes one that
+imageguard and mod_auth_tkt both accept.
 """
 
 from __future__ import annotations
@@ -30,12 +31,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 import ipaddress
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .cookies import unquote
@@ -46,8 +46,9 @@ from .errors import (
     TicketExpired,
     TicketFromFuture,
 )
-from .principals import check_name
+from .principals import check_name, valid_groups
 from .secretfile import check_secrets
+from .signer import Message, Signer
 
 #: The digest algorithms a ticket may use, by the names used in the options.
 DIGESTS: dict[str, Callable[..., Any]] = {
@@ -88,6 +89,46 @@ def _ip_and_time(ip: str, timestamp: int) -> bytes:
     return packed + timestamp.to_bytes(4, "big")
 
 
+def _message(ip: str, timestamp: int, uid: str, tokens: str, user_data: str) -> Message:
+    """A ticket's signed message: the address-and-time part, then uid, tokens and user
+    data separated by NULs (the secret goes between the two: see :class:`AuthTktAlgorithm`)."""
+    return (
+        _ip_and_time(ip, timestamp),
+        uid.encode("utf-8") + b"\0" + tokens.encode("utf-8") + b"\0" + user_data.encode("utf-8"),
+    )
+
+
+@dataclass(frozen=True)
+class AuthTktAlgorithm:
+    """mod_auth_tkt's signature, for :class:`~imageguard.signer.Signer`: with ``H`` the
+    *digest*, ``H(hex(H(ip_and_time + secret + rest)) + secret)`` over a message
+    ``(ip_and_time, rest)`` (see the module docstring). The secret is its own key."""
+
+    digest: str = DEFAULT_DIGEST
+
+    def derive_key(self, secret: bytes) -> bytes:
+        """The secret itself: auth_tkt hashes it in as it is."""
+        return secret
+
+    def signature(self, key: bytes, message: Message) -> bytes:
+        """The raw outer digest (its hex is the ticket's digest)."""
+        new = DIGESTS[self.digest]
+        address_and_time, rest = message
+        inner = new(address_and_time + key + rest).hexdigest()
+        return new(inner.encode("ascii") + key).digest()
+
+
+def ticket_signer(secrets: Sequence[bytes], digest: str = DEFAULT_DIGEST) -> Signer:
+    """The signer of auth_tkt tickets with *secrets* (newest first) and *digest*."""
+    return Signer(
+        secrets=secrets,
+        algorithm=AuthTktAlgorithm(digest),
+        encoding="hex",
+        mismatch=BadSignature,
+        reason="ticket signature matches no configured secret",
+    )
+
+
 def ticket_digest(
     secret: bytes,
     ip: str,
@@ -98,17 +139,11 @@ def ticket_digest(
     digest: str = DEFAULT_DIGEST,
 ) -> str:
     """The hex digest that signs a ticket (the double hash of the module docstring)."""
-    new = DIGESTS[digest]
-    inner = new(
-        _ip_and_time(ip, timestamp)
-        + secret
-        + uid.encode("utf-8")
-        + b"\0"
-        + tokens.encode("utf-8")
-        + b"\0"
-        + user_data.encode("utf-8")
-    ).hexdigest()
-    return new(inner.encode("ascii") + secret).hexdigest()
+    return (
+        AuthTktAlgorithm(digest)
+        .signature(secret, _message(ip, timestamp, uid, tokens, user_data))
+        .hex()
+    )
 
 
 @dataclass(frozen=True)
@@ -195,19 +230,6 @@ def _user_name(signed_uid: str, user_data: str) -> str:
     return uid
 
 
-def _groups(tokens: str) -> frozenset[str]:
-    groups = set()
-    for token in tokens.split(","):
-        token = token.strip()
-        if not token:
-            continue
-        try:
-            groups.add(check_name(token, "group"))
-        except ValueError:
-            continue  # a token that cannot name a group grants nothing
-    return frozenset(groups)
-
-
 def check_timeout(timeout: int, allow_no_timeout: bool = False) -> None:
     """ConfigError unless *timeout* (seconds) is a lifetime tickets may be given."""
     if timeout < 0:
@@ -241,12 +263,14 @@ class TicketVerifier:
     allow_no_timeout: bool = False
     bind_ip: bool = False
     max_clock_skew: int = MAX_CLOCK_SKEW_S
+    _signer: Signer = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "digest", check_digest_name(self.digest))
         check_timeout(self.timeout, self.allow_no_timeout)
         # No verifier exists without usable keys: an empty secret would let anyone sign.
         object.__setattr__(self, "secrets", check_secrets(self.secrets, "ticket secrets"))
+        object.__setattr__(self, "_signer", ticket_signer(self.secrets, self.digest))
 
     def verify(
         self, cookie_value: str, client_ip: str = "", now: float | None = None
@@ -268,7 +292,12 @@ class TicketVerifier:
         except ValueError as exc:
             raise MalformedTicket(f"ticket names no usable user: {exc}") from None
         return VerifiedTicket(
-            user, _groups(ticket.tokens), ticket.user_data, ticket.timestamp, ticket.digest
+            user,
+            # A token that cannot name a group grants nothing.
+            valid_groups(token.strip() for token in ticket.tokens.split(",")),
+            ticket.user_data,
+            ticket.timestamp,
+            ticket.digest,
         )
 
     def _signed_ip(self, client_ip: str) -> str:
@@ -284,17 +313,11 @@ class TicketVerifier:
         unquoted = urllib.parse.unquote(ticket.uid)
         if unquoted != ticket.uid:
             spellings.append(unquoted)  # Pyramid signs the uid before quoting it
-        matched = None
-        for secret in self.secrets:
-            for uid in spellings:
-                expected = ticket_digest(
-                    secret, ip, ticket.timestamp, uid, ticket.tokens, ticket.user_data, self.digest
-                )
-                if hmac.compare_digest(expected, ticket.digest) and matched is None:
-                    matched = uid
-        if matched is None:
-            raise BadSignature("ticket signature matches no configured secret")
-        return matched
+        candidates = [
+            _message(ip, ticket.timestamp, uid, ticket.tokens, ticket.user_data)
+            for uid in spellings
+        ]
+        return spellings[self._signer.match(ticket.digest, candidates)]
 
     def _check_time(self, timestamp: int, now: float) -> None:
         if timestamp > now + self.max_clock_skew:
@@ -349,6 +372,6 @@ def issue_ticket(
     name = check_digest_name(digest)
     stamp = int(time.time()) if timestamp is None else int(timestamp)
     joined = ",".join(tokens)
-    mac = ticket_digest(key, ip, stamp, user, joined, user_data, name)
+    mac = ticket_signer((key,), name).sign(_message(ip, stamp, user, joined, user_data))
     text = f"{mac}{stamp:08x}{user}!{joined}!{user_data}"
     return base64.b64encode(text.encode("utf-8")).decode("ascii")

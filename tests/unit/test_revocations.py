@@ -147,6 +147,8 @@ def test_ticket_logins_are_verified_once_and_still_revocable(
 def test_spellings_of_one_ticket_share_one_cache_entry(db: Path, tmp_path: Path) -> None:
     import base64
 
+    from imageguard.logins import TicketLogin
+
     runtime = ticket_runtime(db, tmp_path / "secrets", "spelling-secret-0123456789")
     now = 1_800_000_000
     cookie = issue_ticket("bob", ["a", "b"], "spelling-secret-0123456789", timestamp=now)
@@ -161,4 +163,5 @@ def test_spellings_of_one_ticket_share_one_cache_entry(db: Path, tmp_path: Path)
     ]
     for value in spellings:
         assert runtime.login([f"auth_tkt={value}"], now=now + 1).identity.user == "bob", value
-    assert len(runtime._tickets) == 1
+    source = runtime.logins
+    assert isinstance(source, TicketLogin) and len(source._tickets) == 1

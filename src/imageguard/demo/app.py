@@ -36,7 +36,7 @@ from typing import Any
 from imageguard.cookies import find_cookie
 from imageguard.errors import ImageGuardError
 from imageguard.levels import Level
-from imageguard.principals import Identity, check_name
+from imageguard.principals import Identity, valid_groups
 from imageguard.store import AclStore
 
 OPTION_PREFIX = "imageguard_demo."
@@ -146,16 +146,6 @@ def _session_login(req: Any) -> tuple[Any, str | None, list[str]]:
         return session, None, []
     groups = session.get("groups") or []
     return session, user, [g for g in groups if isinstance(g, str)]
-
-
-def _valid_groups(groups: list[str]) -> frozenset[str]:
-    found = set()
-    for group in groups:
-        try:
-            found.add(check_name(group, "group"))
-        except ValueError:
-            continue
-    return frozenset(found)
 
 
 def _who(user: str | None) -> str:
@@ -289,7 +279,7 @@ def gallery(req: Any) -> int:
     session, user, session_groups = _session_login(req)
     if session is not None and user is not None:
         session.save()  # mod_python's timeout counts from the last save: stay logged in
-    groups = _valid_groups(session_groups)
+    groups = valid_groups(session_groups)
     identity = Identity(user, groups) if user is not None else Identity()
     root = _option(req, "images_root")
     base = _option(req, "images_url", "/images").rstrip("/")
