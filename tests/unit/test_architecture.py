@@ -1,0 +1,148 @@
+"""docs/architecture.md and its diagram keep up with the code: the SVG is what
+tools/architecture.py draws today, every module is in one concern, the pure core imports
+no mod_python, and every ``module.function`` the page names exists."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[2]
+TOOL = PROJECT / "tools" / "architecture.py"
+DOC = PROJECT / "docs" / "architecture.md"
+
+
+def _tool():  # the tool module, loaded from its file
+    spec = importlib.util.spec_from_file_location("architecture_tool", TOOL)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while defining
+    spec.loader.exec_module(module)
+    return module
+
+
+architecture = _tool()
+
+
+def test_the_committed_diagram_is_current() -> None:
+    done = subprocess.run(
+        [sys.executable, str(TOOL), "--check"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_every_module_is_in_exactly_one_concern() -> None:
+    modules = set(architecture.package_modules())
+    placed = [m for concern in architecture.CONCERNS for m in concern.modules]
+    assert len(placed) == len(set(placed)), "a module is in two concerns"
+    assert set(placed) == modules
+    assert set(architecture.concern_of()) == modules
+
+
+def test_a_module_in_no_concern_stops_the_tool(monkeypatch) -> None:
+    real = architecture.package_modules
+
+    def with_a_stranger(package: Path = architecture.PACKAGE) -> dict[str, list[Path]]:
+        return {**real(package), "stranger": [TOOL]}
+
+    monkeypatch.setattr(architecture, "package_modules", with_a_stranger)
+    try:
+        architecture.render()
+    except architecture.ArchitectureError as exc:
+        assert "stranger is in no concern" in str(exc)
+    else:
+        raise AssertionError("a module in no concern was drawn silently")
+
+
+def _imports_mod_python(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        found += [
+            f"{path.name}:{node.lineno} imports {name}"
+            for name in names
+            if name.split(".")[0] in ("mod_python", "_apache")
+        ]
+    return found
+
+
+def test_the_pure_core_imports_no_mod_python() -> None:
+    modules = architecture.package_modules()
+    core = [c for c in architecture.CONCERNS if c.name in architecture.PURE_CORE]
+    assert {c.name for c in core} == set(architecture.PURE_CORE)
+    offending = [
+        found
+        for concern in core
+        for module in concern.modules
+        for path in modules[module]
+        for found in _imports_mod_python(path)
+    ]
+    assert not offending, offending
+
+
+def _names(body: list[ast.stmt]) -> dict[str, ast.AST]:
+    """The names a module or class body defines, with their definitions."""
+    found: dict[str, ast.AST] = {}
+    for node in body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            found[node.name] = node
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    found[target.id] = node
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            found[node.target.id] = node
+    return found
+
+
+def _exists(module: str, attributes: list[str]) -> bool:
+    paths = architecture.package_modules()[module]
+    scope: ast.AST = ast.parse(paths[0].read_text())
+    for attribute in attributes:
+        body = getattr(scope, "body", None)
+        if not isinstance(body, list):
+            return False
+        found = _names(body).get(attribute)
+        if found is None:
+            return False
+        scope = found
+    return True
+
+
+def test_every_function_the_page_names_exists() -> None:
+    modules = set(architecture.package_modules())
+    named = set()
+    for text in re.findall(r"`([^`\s]+)`", DOC.read_text()):
+        dotted = text.removesuffix("()")
+        if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+", dotted):
+            continue
+        parts = dotted.split(".")
+        if parts[0] == "imageguard":
+            parts = parts[1:]
+        if len(parts) < 2 or parts[0] not in modules or parts[-1] == "py":
+            continue
+        named.add(".".join(parts))
+    assert len(named) > 30, sorted(named)  # the page's steps name functions
+    missing = sorted(n for n in named if not _exists(n.split(".")[0], n.split(".")[1:]))
+    assert not missing, f"docs/architecture.md names what does not exist: {missing}"
+
+
+def test_the_steps_of_the_page_match_the_diagram() -> None:
+    """Each numbered step of the page names the call the diagram shows for it."""
+    text = DOC.read_text().split("## One request, in one pass", 1)[1].split("\n## ", 1)[0]
+    steps = {
+        int(m.group(1)): m.group(2)
+        for m in re.finditer(r"^ ?(\d+)\. (.*(?:\n {3,4}\S.*)*)", text, re.M)
+    }
+    assert sorted(steps) == [s.number for s in architecture.STEPS]
+    for step in architecture.STEPS:
+        expected = step.call.split(":")[0].split(" ")[0].split("'")[0]
+        assert expected in steps[step.number], (step.number, expected)
