@@ -75,3 +75,21 @@ def test_the_memory_and_acl_targets_are_the_benchmarks() -> None:
         assert growth in targets, growth
     acl = event["acl"]
     assert f"{acl['warm_p50_us']:.1f} us (p99 {acl['warm_p99_us']:.1f} us)" in targets
+
+
+def test_the_send_paths_tables_are_bench_sendpaths_results() -> None:
+    """Each table of "The 4 MB result, explained" is the medians of the sendpaths file
+    named just before it (requests a second, shown whole)."""
+    text = section("## The 4 MB result, explained")
+    parts = re.split(r"From\s+\[[^\]]*\]\(\.\./(bench/results/sendpaths-[\w.-]+\.json)\)", text)
+    assert len(parts) >= 5, "two results files, each followed by its table"
+    for name, after in zip(parts[1::2], parts[2::2]):
+        results = json.loads((ROOT / name).read_text())
+        lines = [line for line in after.split("\n\n", 2)[1].splitlines() if line.startswith("|")]
+        header = [cell.strip().strip("`") for cell in lines[0].strip("|").split("|")]
+        rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+        assert [row[0] for row in rows] == list(results["sizes"])
+        for row in rows:
+            medians = results["sizes"][row[0]]["median_rps"]
+            assert header[1:] == list(medians)
+            assert [number(cell) for cell in row[1:]] == [round(v) for v in medians.values()]
