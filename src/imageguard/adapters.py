@@ -44,7 +44,6 @@ from typing import Any, NamedTuple
 from mod_python import apache
 
 from .decision import (
-    GUEST,
     NO_STORE,
     Action,
     Facts,
@@ -80,7 +79,6 @@ _PHASES = {"access": Phase.ACCESS, "authen": Phase.AUTHEN, "authz": Phase.AUTHZ}
 __all__ = [
     "ADMITTED",
     "FIXUP_HANDLER",
-    "GUEST",
     "LOGIN_COOKIE_ENV",
     "NO_STORE",
     "accesshandler",
@@ -195,12 +193,6 @@ def _facts(req: Any, runtime: Runtime) -> Facts:
     query = _text(req, "args")
     headers = _Headers(req.headers_in)
     cookies, note = _cookies(req, headers, runtime.logins.cookie_name)
-    finfo = req.finfo
-    file = (
-        FileFacts(finfo.device, finfo.inode, finfo.size, finfo.mtime)
-        if finfo.filetype == apache.APR_REG
-        else None
-    )
     return Facts(
         _text(req, "method"),
         filename,
@@ -212,11 +204,18 @@ def _facts(req: Any, runtime: Runtime) -> Facts:
         headers.get("Accept") or "",
         req.server.server_hostname or "",
         time.time(),
-        file,
+        _file_facts(req.finfo),
         headers,
         lambda: _global_mutex(req.server),
         note,
     )
+
+
+def _file_facts(finfo: Any) -> FileFacts | None:
+    """What an Apache ``finfo`` says of a regular file (None for anything else)."""
+    if finfo.filetype != apache.APR_REG:
+        return None
+    return FileFacts(finfo.device, finfo.inode, finfo.size, finfo.mtime)
 
 
 def _text(req: Any, name: str) -> str:
@@ -354,9 +353,8 @@ def _send(req: Any, send: Send, file: FileFacts | None) -> None:
     name = f"{_FD_PREFIX}{send.fd}"
     if file is None or not file.describes(send.version):
         finfo = apache.stat(send.path, apache.APR_FINFO_MIN)
-        if finfo.filetype != apache.APR_REG or not FileFacts(
-            finfo.device, finfo.inode, finfo.size, finfo.mtime
-        ).describes(send.version):
+        found = _file_facts(finfo)
+        if found is None or not found.describes(send.version):
             finfo = apache.stat(name, apache.APR_FINFO_MIN)
             if finfo.filetype != apache.APR_REG:
                 raise RenditionError(f"{name} is not a regular file")

@@ -47,7 +47,15 @@ from .errors import (
     VariantError,
 )
 from .fileversion import OPEN_FLAGS, FileVersion
-from .gate import NOT_FOUND, GateVerdict
+from .gate import (
+    ALLOWED_METHODS,
+    FORBIDDEN,
+    METHOD_NOT_ALLOWED,
+    NOT_FOUND,
+    OK,
+    UNSUPPORTED_MEDIA_TYPE,
+    GateVerdict,
+)
 from .levels import Level
 from .principals import ANONYMOUS, GUEST, Identity
 from .sharelinks import ShareGrant, carries_link
@@ -62,20 +70,13 @@ LOG_ERR = 3
 LOG_WARNING = 4
 LOG_INFO = 6
 
-OK = 200
 MOVED_TEMPORARILY = 302
 BAD_REQUEST = 400
 UNAUTHORIZED = 401
-FORBIDDEN = 403
-METHOD_NOT_ALLOWED = 405
-UNSUPPORTED_MEDIA_TYPE = 415
 INTERNAL_SERVER_ERROR = 500
 
 #: Refusals are never kept by a cache, and look alike whatever was refused.
 NO_STORE = "private, no-store"
-#: The name a preview's watermark gives a viewer who is not logged in (a share link's).
-#: What a refused method is told it may use instead.
-ALLOWED_METHODS = ("GET", "HEAD")
 
 LockFactory = Callable[[], ContextManager[None]]
 

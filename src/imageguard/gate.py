@@ -42,7 +42,8 @@ DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp")
 _NOT_THERE = frozenset(
     {errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.ENXIO, errno.EXDEV, errno.EAGAIN}
 )
-ALLOWED_METHODS = frozenset({"GET", "HEAD"})
+#: The methods the gate lets through, in the order a 405's Allow header names them.
+ALLOWED_METHODS = ("GET", "HEAD")
 
 OK = 200
 FORBIDDEN = 403

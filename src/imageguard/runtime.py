@@ -187,13 +187,6 @@ class Runtime:
         return self._media_types[path[path.rfind(".") :].lower()]
 
     @property
-    def placeholder(self) -> str | None:
-        """The padlock picture's path (drawn at first use), or None when it is off."""
-        if not self.settings.placeholder:
-            return None
-        return self.placeholder_path
-
-    @property
     def placeholder_path(self) -> str:
         """The padlock picture's path, drawn at first use (ConfigError without a cache)."""
         return self.renditions.keep(PLACEHOLDER_NAME, locked_image)

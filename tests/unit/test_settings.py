@@ -125,8 +125,7 @@ def test_runtime_refuses_renditions_and_placeholder_without_a_cache(tmp_path: Pa
         },
         "",
     )
-    assert runtime.placeholder is not None
-    assert Path(runtime.placeholder).read_bytes()[:4] == b"\x89PNG"
+    assert Path(runtime.placeholder_path).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_runtime_is_built_once_per_configuration(tmp_path: Path) -> None:
