@@ -216,7 +216,10 @@ def test_login_redirect_or_refusal(
     facts = site.facts(rel, accept=accept, uri=f"/images/{rel}?x=1&y")
     outcome, _ = site.decide(site.runtime(**options), facts)
     assert outcome.status == status
-    assert outcome.reason.startswith(reason)
+    if reason:
+        assert outcome.reason.startswith(reason)
+    else:  # the plain login redirect is not logged
+        assert outcome.reason == ""
     if status == 302:
         assert outcome.action is Action.REDIRECT
         joiner = "&" if "?" in login_url else "?"
