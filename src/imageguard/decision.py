@@ -488,7 +488,7 @@ def _variant(
         runtime.make_rendition(planned, progress.fd)
     try:
         return _open_regular(progress, planned.path, planned.media_type)
-    except OSError as exc:
+    except FileNotFoundError as exc:  # made, and gone again
         raise RenditionError(f"{planned.path} cannot be opened: {exc.strerror}") from None
 
 
@@ -502,8 +502,15 @@ def _original(runtime: Runtime, progress: Progress) -> Send:
 
 
 def _open_regular(progress: Progress, path: str, content_type: str) -> Send:
-    """The regular file *path* (no link followed), open until the request ends."""
-    fd = os.open(path, OPEN_FLAGS)
+    """The regular file *path* (no link followed), open until the request ends;
+    FileNotFoundError when there is none, RenditionError when it cannot be opened (a
+    link, a folder, a FIFO planted in the cache) or is not a regular file."""
+    try:
+        fd = os.open(path, OPEN_FLAGS)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise RenditionError(f"{path} cannot be opened: {exc.strerror}") from None
     progress.opened.append(fd)
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):

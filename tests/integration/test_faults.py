@@ -673,6 +673,8 @@ def test_acl_store_locked_by_a_writer(fsite: FaultSite) -> None:
         if answer.status == 200:
             assert answer.body == journal.original(path[1:])
     refusals = [a for a in journal_answers if a.status == 500]
+    # The lock was felt: a request refused, or one kept waiting for it.
+    assert refusals or slowest > 1.0, [round(a.took, 2) for a in journal_answers]
     deadline = time.monotonic() + 3  # the log phase may lag the response a little
     while len(lines_since(fsite, mark)) < len(refusals) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -37,7 +37,7 @@ from imageguard.decision import (
     decide,
     refusal_for,
 )
-from imageguard.errors import ConfigError, ContentError, StoreError, VariantError
+from imageguard.errors import ConfigError, ContentError, RenditionError, StoreError, VariantError
 from imageguard.fileversion import FileVersion
 from imageguard.principals import Identity
 from imageguard.runtime import Runtime
@@ -330,6 +330,29 @@ def test_each_level_and_variant(
     assert sent(outcome).startswith(str(site.cache))
     with Image.open(sent(outcome)) as image:  # 800x600: thumb 256, preview not enlarged
         assert max(image.size) == {"thumb": 256, "preview": 800}[expected]
+
+
+@pytest.mark.parametrize("planted", ["link", "folder", "fifo"])
+def test_something_planted_where_a_rendition_belongs_is_a_rendition_error(
+    site: Site, planted: str
+) -> None:
+    """A link, a folder or a FIFO at the rendition's place in the cache is never sent:
+    the outcome is a RenditionError (a 500 with its reason), not an internal error."""
+    runtime = site.runtime()
+    facts = site.facts("gallery/big.jpg", query="v=thumb")
+    made, _ = site.decide(runtime, facts)
+    path = Path(sent(made))
+    path.unlink()
+    if planted == "link":
+        path.symlink_to(site.root / "gallery/secret.jpg")
+    elif planted == "folder":
+        path.mkdir()
+    else:
+        os.mkfifo(path)
+    with pytest.raises(RenditionError, match=str(path)) as raised:
+        site.decide(runtime, facts)
+    outcome = refusal_for(raised.value, "gatekeeper")
+    assert outcome.status == 500 and "internal error" not in outcome.reason
 
 
 def test_a_preview_is_watermarked_for_its_viewer_and_day(site: Site) -> None:

@@ -158,6 +158,7 @@ def test_readers_waiting_for_a_locked_store_do_not_queue_behind_each_other(
             asker.join()
     finally:
         thread.join()
+    assert len(outcomes) == len(took) == len(askers), (outcomes, took)  # none died otherwise
     assert all("locked" in outcome or "busy" in outcome for outcome in outcomes), outcomes
     assert max(took) < 2 * store_module.BUSY_TIMEOUT_S + 1.0, sorted(took)
     assert cache.decide("g/a.jpg", ALICE).level is Level.FULL

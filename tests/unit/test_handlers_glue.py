@@ -95,7 +95,7 @@ class FakeRequest:
         self.path_info = ""
         self.method = "GET"
         self.prev = kw.pop("prev", None)  # the request an internal redirect came from
-        self.main = None  # the request a subrequest was made for
+        self.main = kw.pop("main", None)  # the request a subrequest was made for
         self.user: str | None = None
         self.headers_in = Table(kw.pop("headers", {}))  # type: ignore[arg-type]
         self.headers_out = Table()
@@ -435,6 +435,16 @@ def test_fixup_names_an_internal_redirect_whose_checks_apache_skipped(
     req = FakeRequest(root, "open.jpg", options, prev=first)
     assert handlers.fixuphandler(req) == 500
     assert "internal redirect: Apache skipped its access checks" in req.logged[-1][0]
+
+
+def test_fixup_names_a_subrequest_whose_checks_apache_skipped(
+    handlers: types.ModuleType, site: tuple[Path, dict[str, str]]
+) -> None:
+    root, options = site
+    page = FakeRequest(root, "page.shtml", options)
+    req = FakeRequest(root, "open.jpg", options, main=page)
+    assert handlers.fixuphandler(req) == 500
+    assert "admitted this subrequest: Apache skipped its access checks" in req.logged[-1][0]
 
 
 def test_fixup_repeats_a_refusal_the_configuration_overrode(
