@@ -19,7 +19,7 @@ HOST_SNAPSHOT := .host-apache.json
 STAMP         := $(VENV)/.installed
 PORT          ?= 8080
 
-.PHONY: all deps apt test unit integration lint demo clean apache-conf options-table bench fuzz
+.PHONY: all deps apt test unit integration lint demo clean apache-conf options-table bench fuzz soak
 
 all: test
 
@@ -37,7 +37,7 @@ deps: apt $(STAMP)
 lint: deps
 	$(VENV)/bin/ruff check src tests bench tools fuzz soak
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy tools soak
+	$(VENV)/bin/mypy tools soak fuzz
 
 unit: deps
 	$(VPY) -m pytest -q tests/unit
@@ -47,10 +47,7 @@ integration: deps
 
 # The system Apache's enabled modules, confs and sites (and whether it runs) must be the
 # same after the tests as before: checked also when pytest fails, whose status is kept.
-test: deps
-	$(VENV)/bin/ruff check src tests bench tools fuzz soak
-	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy tools soak
+test: lint
 	$(HOSTPKGS) snapshot $(HOST_SNAPSHOT)
 	@status=0; $(VPY) -m pytest -q || status=$$?; \
 	$(HOSTPKGS) check $(HOST_SNAPSHOT) || [ $$status -ne 0 ] || status=1; \
@@ -69,7 +66,6 @@ fuzz: deps
 # while a writer changes the ACL store every 100 ms and Apache restarts gracefully, every
 # answer checked against the store's state; results in soak/results/. About 5 minutes;
 # make test runs a short one. SOAK_ARGS="--mpm prefork --seconds 300" etc. are passed on.
-.PHONY: soak
 soak: deps
 	$(VPY) soak/soak.py $(SOAK_ARGS)
 

@@ -23,27 +23,37 @@ import wrk
 from run import cpu_plan, make_sessions
 
 from imageguard.apacheconf import directory_block
+from imageguard.names import GATEKEEPER_MODULE, INTERPRETER
 
 TIMED_INTERPRETER = "imageguard_timed"
 TIMED_IMPORT = f"PythonImport mod_python.apache {TIMED_INTERPRETER}"
 TIMED = servers.Variant("imageguard-timed", "mp", "/igtimed", "session", "timed steps")
 
 
+def _swap(block: str, old: str, new: str) -> str:
+    """*block* with its one *old* line replaced (an error unless there is exactly one)."""
+    if block.count(old) != 1:
+        raise RuntimeError(f"the generated block has {block.count(old)} of {old!r}, not one")
+    return block.replace(old, new)
+
+
 def _with_timed_block(original: object) -> object:
     def body(links: Path, tree: Path, db: Path, sessions: Path, secrets: Path) -> str:
         site = servers.session_site(links, "igtimed", db, sessions)
         block = directory_block(site, extra_python_path=[str(servers.APPS)])
-        block = (
-            block.replace(
-                "PythonAccessHandler imageguard.gatekeeper", "PythonAccessHandler timed_gatekeeper"
-            )
-            .replace("</Directory>", "    PythonOption bench.report_every 5000\n</Directory>")
-            # Its own interpreter: the timing wrappers stay out of the measured gatekeeper.
-            .replace("PythonImport mod_python.apache imageguard\n", f"{TIMED_IMPORT}\n")
-            .replace("PythonInterpreter imageguard\n", f"PythonInterpreter {TIMED_INTERPRETER}\n")
+        block = _swap(
+            block,
+            f"PythonAccessHandler {GATEKEEPER_MODULE}",
+            "PythonAccessHandler timed_gatekeeper",
         )
-        if TIMED_INTERPRETER not in block:
-            raise RuntimeError("the timed block's interpreter line was not found")
+        block = _swap(
+            block, "</Directory>", "    PythonOption bench.report_every 5000\n</Directory>"
+        )
+        # Its own interpreter: the timing wrappers stay out of the measured gatekeeper.
+        block = _swap(block, f"PythonImport mod_python.apache {INTERPRETER}\n", f"{TIMED_IMPORT}\n")
+        block = _swap(
+            block, f"PythonInterpreter {INTERPRETER}\n", f"PythonInterpreter {TIMED_INTERPRETER}\n"
+        )
         return original(links, tree, db, sessions, secrets) + block  # type: ignore[operator]
 
     return body

@@ -155,7 +155,10 @@ class HttpConnection:
             reused = self.answered > 0
             sent = time.monotonic()
             try:
-                sock.sendall(request)
+                try:
+                    sock.sendall(request)
+                except OSError as exc:  # reset or closed by the server (its restart, say)
+                    raise _Stale(f"send: {exc}") from None
                 status, body, close = self._read(sock)
             except _Stale as exc:
                 self.close()

@@ -219,12 +219,12 @@ class ArchitectureError(Exception):
 # --------------------------------------------------------------------------- reading
 
 
-def package_modules(package: Path = PACKAGE) -> dict[str, list[Path]]:
+def package_modules() -> dict[str, list[Path]]:
     """Module name -> its source files: each ``*.py``, and each subpackage as one."""
     found: dict[str, list[Path]] = {}
-    for path in sorted(package.glob("*.py")):
+    for path in sorted(PACKAGE.glob("*.py")):
         found[path.stem] = [path]
-    for init in sorted(package.glob("*/__init__.py")):
+    for init in sorted(PACKAGE.glob("*/__init__.py")):
         found[init.parent.name] = sorted(init.parent.rglob("*.py"))
     return found
 
@@ -365,7 +365,6 @@ MONO_W = 0.602  # DejaVu Sans Mono's advance, per pixel of font size
 INK, MUTED = "#1d2b3a", "#555555"
 
 MAP_X, MAP_W = 20, 880
-GAP = 35  # between the concerns of a row
 MOD_W, MOD_H, MOD_GAP_X, MOD_GAP_Y = 118, 26, 10, 9
 PAD, TITLE_H = 12, 32
 ROW_TOP = (118, 372)

@@ -51,7 +51,8 @@ def handler(req: Any) -> int:
 
 
 def sendfile_handler(req: Any) -> int:
-    """Let mod_python's req.sendfile send it (Apache's sendfile underneath)."""
+    """Let mod_python's req.sendfile send it (which maps the file and writev()s it:
+    it never calls sendfile(), see bench/sendpaths.py)."""
     checked = _checked(req)
     if isinstance(checked, int):
         return checked
