@@ -17,10 +17,8 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
-import platform
 import re
 import shutil
-import subprocess
 import sys
 import time
 import urllib.parse
@@ -43,6 +41,7 @@ from servers import (
     running_bench,
 )
 
+from imageguard.localserver import machine_facts
 from imageguard.tickets import issue_ticket
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -178,28 +177,7 @@ def rss_growth(
 
 
 def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions = {}
-    for name, command in (("apache", ["apache2", "-v"]), ("wrk", ["wrk", "-v"])):
-        try:
-            out = subprocess.run(command, capture_output=True, text=True, check=False)
-            versions[name] = (out.stdout or out.stderr).splitlines()[0].strip()
-        except (OSError, IndexError):
-            versions[name] = "unknown"
-    return {
-        "cpu": cpu,
-        "cpus": os.cpu_count(),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        **versions,
-    }
+    return machine_facts(wrk=["wrk", "-v"])
 
 
 def main(argv: list[str] | None = None) -> int:

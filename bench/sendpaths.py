@@ -36,7 +36,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import wrk
 
-from imageguard.localserver import ApacheConfig, LocalApache, make_workdir, prepare_readable
+from imageguard.localserver import (
+    ApacheConfig,
+    LocalApache,
+    machine_facts,
+    make_workdir,
+    prepare_readable,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SIZES = {"8 KB": 8_000, "200 KB": 200_000, "4 MB": 4_000_000}
@@ -149,6 +155,7 @@ def main() -> int:
     result = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "mpm": args.mpm,
+        "machine": machine_facts(wrk=["wrk", "-v"]),
         "wrk": "-t2 -c8",
         "rounds": args.rounds,
         "seconds": args.seconds,

@@ -39,12 +39,10 @@ import json
 import math
 import multiprocessing
 import os
-import platform
 import random
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -87,9 +85,9 @@ from soakmodel import (  # noqa: E402
 from imageguard.apacheconf import SiteConfig, directory_block  # noqa: E402
 from imageguard.levels import Level  # noqa: E402
 from imageguard.localserver import (  # noqa: E402
-    APACHE_BIN,
     ApacheConfig,
     LocalApache,
+    machine_facts,
     make_workdir,
     prepare_readable,
     prepare_writable,
@@ -1082,27 +1080,9 @@ def report(mpm: str, args: argparse.Namespace, began: float, **run: Any) -> dict
 
 
 def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        out = subprocess.run([APACHE_BIN, "-v"], capture_output=True, text=True, check=False)
-        apache = out.stdout.splitlines()[0].strip()
-    except (OSError, IndexError):
-        apache = "unknown"
-    return {
-        "cpu": cpu,
-        "cpus": os.cpu_count(),
-        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "apache": apache,
-    }
+    found = machine_facts()
+    found["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    return found
 
 
 def summary(doc: dict[str, Any]) -> str:

@@ -35,6 +35,7 @@ import contextlib
 import grp
 import http.client
 import os
+import platform
 import pwd
 import signal
 import socket
@@ -103,6 +104,36 @@ class ApacheError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _first_line(command: Sequence[str]) -> str:
+    """The first line a version command prints (on stdout, else stderr), or "unknown"."""
+    try:
+        out = subprocess.run(list(command), capture_output=True, text=True, check=False)
+        return (out.stdout or out.stderr).splitlines()[0].strip()
+    except (OSError, IndexError):
+        return "unknown"
+
+
+def machine_facts(**versions: Sequence[str]) -> dict[str, Any]:
+    """What a benchmark's or a soak's results record of the machine: CPU model and count,
+    kernel, Python, Apache's version, and the first line of each command in *versions*
+    (``wrk=["wrk", "-v"]``)."""
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    found: dict[str, Any] = {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "apache": _first_line([APACHE_BIN, "-v"]),
+    }
+    found.update((name, _first_line(command)) for name, command in versions.items())
+    return found
 
 
 def free_port() -> int:
