@@ -86,6 +86,7 @@ CONCERNS = (
             "beneath",
             "content",
             "fileversion",
+            "heldcalls",
             "renditioncache",
             "renditions",
             "placeholder",

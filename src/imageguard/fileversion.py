@@ -14,10 +14,9 @@ import os
 import stat
 from typing import BinaryIO, NamedTuple
 
+from . import heldcalls
 from .errors import FileChanged
-
-#: A file's (device, inode, size, mtime_ns, ctime_ns): see :func:`validator`.
-Validator = tuple[int, int, int, int, int]
+from .heldcalls import Validator
 
 
 def validator(st: os.stat_result) -> Validator:
@@ -37,10 +36,9 @@ def stat_validator(path: str) -> Validator | None:
     """The :func:`validator` of the file at *path* (links followed), or ``None`` when
     there is no such file (nor folder on the way); other :class:`OSError` propagate."""
     try:
-        st = os.stat(path)
+        return heldcalls.stat(path)[0]
     except (FileNotFoundError, NotADirectoryError):
         return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class FileVersion(NamedTuple):
@@ -67,6 +65,12 @@ class FileVersion(NamedTuple):
 
 
 _tuple_new = tuple.__new__
+
+
+def version_of(found: Validator) -> FileVersion:
+    """The :class:`FileVersion` of a plain validator (as :mod:`~imageguard.heldcalls`
+    returns them)."""
+    return _tuple_new(FileVersion, found)
 
 
 #: How a checked file is opened: read-only; the last name not followed (a link put there

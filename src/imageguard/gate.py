@@ -32,9 +32,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from . import heldcalls
 from .beneath import open_beneath
 from .errors import ConfigError, FileChanged
-from .fileversion import OPEN_FLAGS, FileVersion
+from .fileversion import OPEN_FLAGS, FileVersion, version_of
 
 DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp")
 #: What an open below the root fails with when a name is missing, a link or not a folder
@@ -229,13 +230,13 @@ class Gate:
                 f"{relpath} cannot be reached without a link: {exc.strerror}"
             ) from None
         try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
+            found, mode = heldcalls.fstat(fd)
+            if not stat.S_ISREG(mode):
                 raise FileChanged(f"{relpath} is no longer a regular file")
         except BaseException:
-            os.close(fd)
+            heldcalls.close(fd)
             raise
-        return fd, FileVersion.of(st)
+        return fd, version_of(found)
 
     def _extra_path(self, filename: str, path_info: str) -> GateVerdict:
         """The refusal of a request with extra path after a file name.

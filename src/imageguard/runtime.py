@@ -10,13 +10,12 @@ Apache's request and the policy. Nothing here imports mod_python.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from . import sharelinks
+from . import heldcalls, sharelinks
 from .acl import Decision
 from .boundedcache import BoundedCache
 from .content import FORMAT_MEDIA_TYPES, ContentChecker, ImageInfo, media_type
@@ -143,7 +142,7 @@ class Runtime:
                     if fd >= 0 and (not known.via_alias or self.gate.alias_intact()):
                         return known.verdict, fd
                     if fd >= 0:
-                        os.close(fd)
+                        heldcalls.close(fd)
                     self._admitted.discard(filename)
                 verdict, admission = self.gate.admit(method, filename, path_info)
                 if not verdict.allowed:
@@ -167,7 +166,7 @@ class Runtime:
             return -1
         if version == verdict.version:
             return fd
-        os.close(fd)
+        heldcalls.close(fd)
         return -1
 
     def check_content(self, verdict: GateVerdict, fd: int = -1) -> None:

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ContextManager, Protocol
 
+from . import heldcalls
 from .boundedcache import BoundedCache
 from .errors import ConfigError
 from .fileversion import Validator, validator
@@ -137,7 +138,7 @@ class FileSessionReader:
             return None
         path = self.path_of(sid)
         try:
-            cached = _cached(self._cache, sid, validator(os.stat(path)))
+            cached = _cached(self._cache, sid, heldcalls.stat(path)[0])
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:

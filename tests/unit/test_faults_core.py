@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 import imageguard.store as store_module
+from imageguard import heldcalls
 from imageguard.errors import ConfigError, StoreError
+from imageguard.heldcalls import Validator
 from imageguard.levels import Level
 from imageguard.principals import Identity
 from imageguard.sessions import FileSessionReader
@@ -169,14 +171,14 @@ def test_sessions_apache_may_not_read_are_a_configuration_error(
 ) -> None:
     """(The tests run as root, who may read anything: the refusal is simulated.)"""
     reader = FileSessionReader(str(tmp_path))
-    real_stat = os.stat
+    real_stat = heldcalls.stat
 
-    def denied(path: object, *args: object, **kwargs: object) -> os.stat_result:
-        if str(path).startswith(str(tmp_path)):
+    def denied(path: str, *, follow: bool = True) -> tuple[Validator, int]:
+        if path.startswith(str(tmp_path)):
             raise PermissionError(errno.EACCES, "Permission denied", path)
-        return real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
+        return real_stat(path, follow=follow)
 
-    monkeypatch.setattr(os, "stat", denied)
+    monkeypatch.setattr(heldcalls, "stat", denied)
     with pytest.raises(ConfigError) as caught:
         reader.load(SID)
     message = str(caught.value)

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from imageguard import imagecommands, principals
+from imageguard import heldcalls, imagecommands, principals
 from imageguard.content import EXTENSION_FORMATS, ContentChecker
 from imageguard.errors import FormatMismatch
 from imageguard.fileversion import FileVersion, stat_validator, validator
+from imageguard.heldcalls import Validator
 from imageguard.principals import valid_groups
 from imageguard.safetext import one_line
 from imageguard.sessions import SessionKeys, StoredSession, identity_from_session
@@ -48,12 +49,12 @@ def test_no_validator_for_a_missing_file(
     (tmp_path / "file").write_text("x")
     assert stat_validator(str(tmp_path / "file" / "below")) is None  # not a folder
 
-    def refused(path: object, *args: object, **kw: object) -> os.stat_result:
-        raise PermissionError(13, "Permission denied", str(path))
+    def refused(path: str, *, follow: bool = True) -> tuple[Validator, int]:
+        raise PermissionError(13, "Permission denied", path)
 
     # A folder that cannot be searched is not "missing" (tests run as root, whom no mode
     # stops, so the refusal is made here).
-    monkeypatch.setattr(os, "stat", refused)
+    monkeypatch.setattr(heldcalls, "stat", refused)
     with pytest.raises(PermissionError):
         stat_validator(str(tmp_path / "file"))
 
