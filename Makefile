@@ -70,11 +70,13 @@ soak: deps
 	$(VPY) soak/soak.py $(SOAK_ARGS)
 
 # The benchmark of docs/performance.md (about 15 minutes; not part of make test, which
-# runs a quick smoke run of it). BENCH_ARGS="--mpm prefork" etc. are passed on.
+# runs a quick smoke run of it), then bench/profile.py's timing of the gatekeeper's steps.
+# BENCH_ARGS="--mpm prefork" etc. are passed on to bench/run.py, PROFILE_ARGS to profile.py.
 bench: deps
 	$(HOSTPKGS) install $(BENCH_PACKAGES)
 	$(VPY) -m pip install -q --disable-pip-version-check 'matplotlib>=3.6'
 	$(VPY) bench/run.py $(BENCH_ARGS)
+	$(VPY) bench/profile.py $(PROFILE_ARGS)
 
 # Rewrite the example files in apache_conf/ from the generator (a unit test compares them).
 apache-conf: deps

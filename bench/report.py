@@ -31,6 +31,14 @@ def ratio(cells: Cells, variant: str, other: str, size: str) -> float:
         return math.nan
 
 
+def cpu_us(cells: Cells, variant: str, size: str) -> float:
+    """Apache's CPU microseconds per request for *variant* at *size* (nan when missing)."""
+    try:
+        return float(cells[variant][size]["cpu_us"])
+    except KeyError:
+        return math.nan
+
+
 def tables(cells: Cells, sizes: dict[str, int], settings: dict[str, Any]) -> str:
     """One table per file size: req/s, latency, and the ratios to static and imageguard."""
     out = [
@@ -40,8 +48,8 @@ def tables(cells: Cells, sizes: dict[str, int], settings: dict[str, Any]) -> str
         "warm-up; req/s is the median run",
         "",
     ]
-    header = f"{'variant':<16} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} "
-    header += f"{'x static':>9} {'x imageguard':>13}"
+    header = f"{'variant':<16} {'req/s':>9} {'CPU us':>7} {'p50 ms':>8} {'p99 ms':>8} "
+    header += f"{'non-2xx':>8} {'x static':>9} {'x imageguard':>13}"
     for size, actual in sizes.items():
         out += [f"File {size} ({actual:,} bytes)", header, "-" * len(header)]
         for variant, by_size in cells.items():
@@ -49,7 +57,8 @@ def tables(cells: Cells, sizes: dict[str, int], settings: dict[str, Any]) -> str
             if cell is None:
                 continue
             out.append(
-                f"{variant:<16} {cell['rps']:>9,.0f} {cell['p50_ms']:>8.2f} "
+                f"{variant:<16} {cell['rps']:>9,.0f} {cell.get('cpu_us', math.nan):>7.1f} "
+                f"{cell['p50_ms']:>8.2f} "
                 f"{cell['p99_ms']:>8.2f} {cell['non_2xx']:>8} "
                 f"{ratio(cells, variant, 'static', size):>9.2f} "
                 f"{ratio(cells, variant, 'imageguard', size):>13.2f}"
@@ -85,6 +94,32 @@ def targets(cells: Cells, extra: dict[str, Any]) -> list[Target]:
             ">= 0.95",
             ratio(cells, "imageguard", "static", "4m"),
             lambda v: v >= 0.95,
+            "{:.2f}",
+        ),
+    ]
+    # The redesign's targets: the gatekeeper's own cost in Apache CPU, and its lead over
+    # streaming the file through a content handler.
+    floor, gated = cpu_us(cells, "floor", "8k"), cpu_us(cells, "imageguard", "8k")
+    found += [
+        _check(
+            "floor CPU / imageguard CPU a request, 8 KB",
+            ">= 0.80",
+            floor / gated,
+            lambda v: v >= 0.80,
+            "{:.2f}",
+        ),
+        _check(
+            "imageguard CPU above the floor's, 8 KB",
+            "<= 15 us",
+            gated - floor,
+            lambda v: v <= 15,
+            "{:.1f} us",
+        ),
+        _check(
+            "imageguard / stream at 8 KB",
+            ">= 1.3",
+            ratio(cells, "imageguard", "stream", "8k"),
+            lambda v: v >= 1.3,
             "{:.2f}",
         ),
     ]

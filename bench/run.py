@@ -37,6 +37,7 @@ from servers import (
     Bench,
     Variant,
     available_variants,
+    cpu_seconds,
     missing_modules,
     running_bench,
 )
@@ -125,9 +126,17 @@ def measure(
     url = bench.url(variant, size)
     common = {"connections": args.connections, "cpus": cpus}
     wrk.run(url, lua, seconds=args.warmup, **common)  # type: ignore[arg-type]
-    runs = [wrk.run(url, lua, seconds=args.seconds, **common) for _ in range(args.runs)]  # type: ignore[arg-type]
+    server = bench.servers[variant.server]
+    runs, cpu = [], []
+    for _ in range(args.runs):
+        before = cpu_seconds(server)
+        runs.append(wrk.run(url, lua, seconds=args.seconds, **common))  # type: ignore[arg-type]
+        cpu.append((cpu_seconds(server) - before) / max(runs[-1].requests, 1) * 1e6)
     median = sorted(runs, key=lambda r: r.rps)[len(runs) // 2]
     return {
+        # Apache's CPU time per request (all its processes, user and system), the median
+        # of the runs: what the server spends, whatever the machine's other load.
+        "cpu_us": round(sorted(cpu)[len(cpu) // 2], 1),
         "rps": median.rps,
         "p50_ms": median.p50_ms,
         "p99_ms": median.p99_ms,

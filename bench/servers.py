@@ -88,6 +88,19 @@ VARIANTS: tuple[Variant, ...] = (
 SERVER_MODULES = {"mp": ("python",), "plain": ("auth_tkt",), "wsgi": ("wsgi", "xsendfile")}
 
 
+def cpu_seconds(server: LocalApache) -> float:
+    """The CPU time (user and system) the processes of *server* have used so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in server.server_pids():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / tick
+
+
 def missing_modules(server: str) -> list[str]:
     """The modules *server* needs that are not installed."""
     return [

@@ -65,7 +65,8 @@ def _load_syscall() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
 
 
 _syscall = _load_syscall()
-_hows: dict[int, _OpenHow] = {}
+#: flags -> (the open_how for them, a pointer to it, its size): made once per flags.
+_hows: dict[int, tuple[_OpenHow, object, int]] = {}
 
 
 def open_beneath(directory: str, relpath: str, flags: int) -> int:
@@ -91,14 +92,11 @@ def _openat2(call: ctypes._CFuncPtr, path: str, flags: int) -> int | None:  # ty
     """The descriptor ``openat2()`` gives for *path*, or None when this system turns out
     to have no usable openat2 (from then on, every open goes folder by folder)."""
     global _syscall
-    how = _hows.get(flags)
-    if how is None:
-        how = _hows[flags] = _OpenHow(
-            flags | os.O_NOFOLLOW, 0, _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS
-        )
-    fd = int(
-        call(_SYS_OPENAT2, _AT_FDCWD, os.fsencode(path), ctypes.byref(how), ctypes.sizeof(how))
-    )
+    made = _hows.get(flags)
+    if made is None:
+        how = _OpenHow(flags | os.O_NOFOLLOW, 0, _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS)
+        made = _hows[flags] = (how, ctypes.pointer(how), ctypes.sizeof(how))
+    fd = int(call(_SYS_OPENAT2, _AT_FDCWD, os.fsencode(path), made[1], made[2]))
     if fd >= 0:
         return fd
     error = ctypes.get_errno()

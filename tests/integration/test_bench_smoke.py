@@ -58,10 +58,11 @@ def test_quick_benchmark_measures_every_variant(tmp_path: Path) -> None:
         assert "xsendfile" not in report["variants"]
     for variant, by_size in report["cells"].items():
         cell = by_size["8k"]
-        assert cell["rps"] > 0, variant
+        assert cell["rps"] > 0 and cell["cpu_us"] > 0, variant
         if variant.startswith("imageguard"):
             assert cell["non_2xx"] == 0 and cell["socket_errors"] == 0, (variant, cell)
     names = [target["name"] for target in report["targets"]]
     assert any("floor" in name for name in names) and any("ACL decision" in n for n in names)
+    assert "imageguard CPU above the floor's, 8 KB" in names
     assert report["rss"]["after_requests"] >= report["rss"]["before_requests"] > 0
     assert "imageguard" in done.stdout and "x static" in done.stdout
