@@ -16,9 +16,10 @@ those two members; ``docs/phases.md`` shows one.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from math import inf
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .boundedcache import BoundedCache
 from .cookies import find_cookie
@@ -196,6 +197,8 @@ def login_source(
     ``session_type``); chosen once per configuration."""
     if settings.session_source == "auth_tkt":
         return TicketLogin(settings, secrets, acl)
+    if ":" in settings.session_source:
+        return own_source(settings.session_source, settings, secrets)
     keys, cookie = settings.session_keys, settings.cookie_name
     if settings.session_type == "FileSession":
         return FileSessionLogin(settings.session_directory, cookie, keys)
@@ -205,3 +208,30 @@ def login_source(
         f"mod_python.session.session_type {settings.session_type!r} cannot be read from "
         "another request: use FileSession or DbmSession"
     )
+
+
+def own_source(
+    name: str, settings: Settings, secrets: Callable[[], tuple[bytes, ...]]
+) -> LoginSource:
+    """The site's own login source ``package.module:callable`` (``imageguard.session``):
+    the callable is imported (from the interpreter's ``PythonPath``) and called once per
+    configuration with the :class:`~imageguard.settings.Settings` and the secrets of
+    ``imageguard.tkt_secret_file`` (a function: they are re-read when the file changes);
+    what it returns must have a ``login(facts)`` method and a ``cookie_name``."""
+    module_name, _, path = name.partition(":")
+    try:
+        found: Any = importlib.import_module(module_name)
+        for part in path.split("."):
+            found = getattr(found, part)
+    except Exception as exc:  # ImportError, AttributeError, or the module's own error
+        raise ConfigError(f"imageguard.session {name}: cannot be loaded: {exc!r}") from None
+    try:
+        source = found(settings, secrets)
+    except Exception as exc:
+        raise ConfigError(f"imageguard.session {name}: making the source failed: {exc!r}") from None
+    if not callable(getattr(source, "login", None)) or not hasattr(source, "cookie_name"):
+        raise ConfigError(
+            f"imageguard.session {name} gave {type(source).__name__}, which is not a login "
+            "source: it needs a login(facts) method and a cookie_name attribute"
+        )
+    return source

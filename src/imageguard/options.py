@@ -220,11 +220,20 @@ def login_url(name: str, default: Any, text: str | None) -> str | None:
     return value
 
 
+#: A login source of the site's own: ``package.module:callable``.
+_OWN_SOURCE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
 def session_source(name: str, default: Any, text: str | None) -> str:
-    value = _given(default, text).strip().lower()
-    if value not in SESSION_SOURCES:
-        raise ConfigError(f"{name} must be modpython or auth_tkt, not {value!r}")
-    return value
+    value = _given(default, text).strip()
+    if value.lower() in SESSION_SOURCES:
+        return value.lower()
+    if _OWN_SOURCE.fullmatch(value):
+        return value
+    raise ConfigError(
+        f"{name} must be modpython, auth_tkt or a login source of your own "
+        f"(package.module:callable), not {value!r}"
+    )
 
 
 def digest(name: str, default: Any, text: str | None) -> str:
@@ -287,8 +296,8 @@ TABLE: tuple[Option, ...] = (
     Option(
         "imageguard.session", "session_source", "session_source", session_source,
         "modpython",
-        "where logins come from: modpython (the application's mod_python session) or "
-        "auth_tkt (signed tickets)",
+        "where logins come from: modpython (the application's mod_python session), "
+        "auth_tkt (signed tickets), or package.module:callable (a source of your own)",
         "tickets", choices=SESSION_SOURCES,
     ),
     Option(

@@ -534,7 +534,7 @@ def test_a_third_login_source_needs_no_change_to_the_policy(site: Site) -> None:
     import hashlib
     import hmac
 
-    source = docs_example().SignedHeaderLogin(b"proxy-secret", max_age=60)
+    source = docs_example().SignedHeaderLogin(lambda: (b"proxy-secret",), max_age=60)
     runtime = site.runtime()
     runtime.logins = source
     now = time.time()
@@ -559,6 +559,60 @@ def test_a_third_login_source_needs_no_change_to_the_policy(site: Site) -> None:
     assert outcome.status == 401 and "expired" in outcome.reason
     outcome, _ = ask("gallery/secret.jpg", headers("bob", int(now)))
     assert outcome.status == 403
+
+
+def test_a_login_source_of_your_own_is_chosen_by_the_option(
+    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The docs' file on the PythonPath, named by imageguard.session module:callable: the
+    runtime calls it with the settings and the secret file's secrets."""
+    import hashlib
+    import hmac
+
+    text = (ROOT_DIR / "docs" / "phases.md").read_text()
+    section = text.split("## One decision, whichever phases run", 1)[1]
+    (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    (tmp_path / "signed_header_doc.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    runtime = Runtime(
+        Settings.from_options(
+            {
+                "imageguard.root": str(site.root),
+                "imageguard.acl_db": str(site.db),
+                "imageguard.tkt_secret_file": str(site.secrets),
+                "imageguard.session": "signed_header_doc:from_settings",
+            }
+        )
+    )
+    assert type(runtime.logins).__name__ == "SignedHeaderLogin"
+    now = int(time.time())
+    mac = hmac.new(SECRET.encode(), f"bob|{now}".encode(), hashlib.sha256).hexdigest()
+    headers = {"X-Remote-User": "bob", "X-Remote-Time": str(now), "X-Remote-Signature": mac}
+    outcome, _ = site.decide(runtime, site.facts("gallery/members.jpg", headers=headers, now=now))
+    assert (outcome.action, outcome.user) == (Action.ADMIT, "bob")
+    site.secrets.write_text("rotated-secret-0123456789\n" + SECRET + "\n")
+    outcome, _ = site.decide(runtime, site.facts("gallery/members.jpg", headers=headers, now=now))
+    assert outcome.user == "bob"  # the older secret still verifies after a rotation
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("no_such_module_here:make", "cannot be loaded: ModuleNotFoundError"),
+        ("os.path:no_such_function", "cannot be loaded: AttributeError"),
+        ("os.path:join", "making the source failed: TypeError"),
+        ("operator:is_", "gave bool, which is not a login source"),
+        ("not a module", "package.module:callable"),
+        ("../evil:x", "package.module:callable"),
+    ],
+)
+def test_a_bad_source_of_your_own_is_a_configuration_error(
+    site: Site, value: str, said: str
+) -> None:
+    options = {"imageguard.root": str(site.root), "imageguard.session": value}
+    with pytest.raises(ConfigError, match=r"imageguard\.session") as caught:
+        Runtime(Settings.from_options(options))
+    assert said in str(caught.value)
 
 
 def test_the_shipped_sources_through_the_policy(site: Site, tmp_path: Path) -> None:

@@ -172,7 +172,7 @@ def test_ticket_options(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"imageguard.session": "ldap"}, "modpython or auth_tkt"),
+        ({"imageguard.session": "ldap"}, "modpython, auth_tkt or a login source of your own"),
         ({"imageguard.tkt_digest": "sha1"}, "unknown ticket digest"),
         ({"imageguard.tkt_timeout": "soon"}, "tkt_timeout"),
         ({"imageguard.tkt_bind_ip": "maybe"}, "on or off"),
