@@ -54,7 +54,7 @@ test: lint
 	exit $$status
 
 demo: deps
-	PORT=$(PORT) $(VPY) -m imageguard.demo
+	PORT=$(PORT) $(VPY) -m imageguard_devtools.demo
 
 # The atheris fuzz targets of fuzz/ (tickets, cookies, share links), 60 s each; failing
 # inputs are kept in fuzz/artifacts/. make test runs each for a few seconds.

@@ -84,7 +84,9 @@ from soakmodel import (  # noqa: E402
 
 from imageguard.apacheconf import SiteConfig, directory_block  # noqa: E402
 from imageguard.levels import Level  # noqa: E402
-from imageguard.localserver import (  # noqa: E402
+from imageguard.renditions import fitted_size  # noqa: E402
+from imageguard.store import AclStore  # noqa: E402
+from imageguard_devtools.localserver import (  # noqa: E402
     ApacheConfig,
     LocalApache,
     machine_facts,
@@ -92,8 +94,6 @@ from imageguard.localserver import (  # noqa: E402
     prepare_readable,
     prepare_writable,
 )
-from imageguard.renditions import fitted_size  # noqa: E402
-from imageguard.store import AclStore  # noqa: E402
 
 APPS = HERE / "apps"
 RESULTS = HERE / "results"

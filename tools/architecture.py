@@ -41,8 +41,8 @@ class Concern:
 CONCERNS = (
     Concern(
         "tools",
-        "tools: CLI, tests, demo",
-        ("cli", "imagecommands", "progress", "localserver", "demo"),
+        "tools: the imageguard command",
+        ("cli", "imagecommands", "progress"),
         "#f2f2f2",
         "#6b6b6b",
     ),

@@ -53,7 +53,7 @@ def python_path() -> list[str]:
     editable install, site-packages for a regular one), computed from the running
     interpreter, which must be built from the same ``python3`` mod_python embeds or
     Pillow's C extension will not load. The generated configuration and the test
-    suite's private Apache (:mod:`imageguard.localserver`) both use this.
+    suite's private Apache (:mod:`imageguard_devtools.localserver`) both use this.
     """
     found = [str(Path(imageguard.__file__).resolve().parents[1])]
     try:

@@ -42,7 +42,7 @@ import pytest
 from PIL import Image
 
 from imageguard.apacheconf import SiteConfig, directory_block, htaccess
-from imageguard.localserver import (
+from imageguard_devtools.localserver import (
     ApacheConfig,
     LocalApache,
     free_port,

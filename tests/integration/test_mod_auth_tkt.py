@@ -37,7 +37,8 @@ from imageguard.errors import (
     TicketExpired,
     TicketFromFuture,
 )
-from imageguard.localserver import (
+from imageguard.tickets import TicketVerifier, digest_hex_length, issue_ticket
+from imageguard_devtools.localserver import (
     APACHE_BIN,
     MODULES_DIR,
     ApacheConfig,
@@ -47,7 +48,6 @@ from imageguard.localserver import (
     make_workdir,
     prepare_readable,
 )
-from imageguard.tickets import TicketVerifier, digest_hex_length, issue_ticket
 
 pytestmark = [
     pytest.mark.apache,

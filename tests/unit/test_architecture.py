@@ -144,3 +144,31 @@ def test_the_steps_of_the_page_match_the_diagram() -> None:
     for step in architecture.STEPS:
         expected = step.call.split(":")[0].split(" ")[0].split("'")[0]
         assert expected in steps[step.number], (step.number, expected)
+
+
+def _imported_names(path: Path) -> list[tuple[int, str]]:
+    """(line, dotted name) of every absolute import in the file at *path*."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module))
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "__import__":
+            first = node.args[0] if node.args else None
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                found.append((node.lineno, first.value))
+    return found
+
+
+def test_the_package_imports_nothing_from_the_devtools() -> None:
+    """imageguard_devtools (the private Apache, the demo) is never on a request's path."""
+    sources = sorted(architecture.PACKAGE.rglob("*.py"))
+    assert len(sources) > 30
+    offending = [
+        f"{path.relative_to(PROJECT)}:{line} imports {name}"
+        for path in sources
+        for line, name in _imported_names(path)
+        if name.split(".")[0] == "imageguard_devtools"
+    ]
+    assert not offending, offending

@@ -1,4 +1,4 @@
-"""``python -m imageguard.demo`` (``make demo``): build the demo site and serve it.
+"""``python -m imageguard_devtools.demo`` (``make demo``): build the demo site and serve it.
 
 Apache runs in the foreground on 127.0.0.1 until Ctrl-C (or SIGTERM).
 """
@@ -16,11 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ..errors import ImageGuardError
+from imageguard.errors import ImageGuardError
+
 from ..localserver import MPMS, ApacheError
 from .site import RULES, DemoError, DemoSite, build_demo
 
-PROG = "python -m imageguard.demo"
+PROG = "python -m imageguard_devtools.demo"
 
 
 def _default_port() -> int:

@@ -13,7 +13,7 @@ Layout of the work directory (recreated by :func:`build_demo`)::
 
 The Apache configuration is :func:`imageguard.apacheconf.directory_block` for the images
 (the snippet users paste) plus one ``<Directory>`` for the application
-(:mod:`imageguard.demo.app`), both with the same FileSession settings.
+(:mod:`imageguard_devtools.demo.app`), both with the same FileSession settings.
 """
 
 from __future__ import annotations
@@ -32,14 +32,15 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
-from ..apacheconf import SiteConfig, directory_block
+from imageguard.apacheconf import SiteConfig, directory_block
+from imageguard.store import AclStore
+
 from ..localserver import (
     ApacheConfig,
     LocalApache,
     prepare_readable,
     prepare_writable,
 )
-from ..store import AclStore
 
 __all__ = [
     "APP_MODULE",
@@ -59,7 +60,7 @@ __all__ = [
 #: The file that marks a directory as a demo work directory (safe to wipe).
 MARKER = ".imageguard-demo"
 #: The mod_python handler module of the demo application.
-APP_MODULE = "imageguard.demo.app"
+APP_MODULE = "imageguard_devtools.demo.app"
 #: PBKDF2 work factor for the demo's password hashes.
 PBKDF2_ITERATIONS = 100_000
 IMAGE_SIZE = (1280, 960)
@@ -355,7 +356,7 @@ def app_block(docroot: Path, options: dict[str, str], session_options: Sequence[
     lines = [f"    {line}" for line in session_options]
     lines += [f'    PythonOption {key} "{value}"' for key, value in options.items()]
     joined = "\n".join(lines)
-    return f"""# The demo application (imageguard.demo.app): login, logout, gallery.
+    return f"""# The demo application (imageguard_devtools.demo.app): login, logout, gallery.
 DocumentRoot {docroot}
 <Directory {docroot}>
     Options -Indexes
@@ -373,7 +374,7 @@ DocumentRoot {docroot}
 def build_demo(workdir: Path, port: int = 0, mpm: str = "event") -> DemoSite:
     """(Re)create the demo in *workdir* and return it, with its Apache not started.
 
-    *port* 0 lets :mod:`imageguard.localserver` pick a free port.
+    *port* 0 lets :mod:`imageguard_devtools.localserver` pick a free port.
     """
     workdir = Path(workdir).absolute()
     if any(ch.isspace() or ch in "\"'\\" for ch in str(workdir)):

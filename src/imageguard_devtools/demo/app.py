@@ -1,7 +1,7 @@
 """The demo application: a mod_python content handler that logs users in and shows a gallery.
 
-Apache loads it (``SetHandler mod_python`` + ``PythonHandler imageguard.demo.app``, see
-:mod:`imageguard.demo.site`); the venv Python never runs it, which is why ``mod_python``
+Apache loads it (``SetHandler mod_python`` + ``PythonHandler imageguard_devtools.demo.app``, see
+:mod:`imageguard_devtools.demo.site`); the venv Python never runs it, which is why ``mod_python``
 is imported inside the functions. It stands for "your application": it knows nothing of
 imageguard's handlers, it only logs users in with ``mod_python.Session`` the usual way
 (``session['user']``, ``session['groups']``). imageguard, configured with the same
@@ -360,8 +360,9 @@ imageguard whether <b>{esc(user)}</b> may see it.</p>"""
         details = f"""
 <h2>What imageguard did</h2>
 <div class="explain">
-  <p>This page comes from a small mod_python application (<code>imageguard.demo.app</code>).
-  When you logged in it did what any mod_python application does:
+  <p>This page comes from a small mod_python application
+  (<code>imageguard_devtools.demo.app</code>). When you logged in it did what any
+  mod_python application does:
   <code>session = Session.Session(req)</code>, <code>session["user"] = {esc(repr(user))}</code>,
   <code>session["groups"] = {esc(repr(sorted(groups)))}</code>, <code>session.save()</code>.</p>
   {explain_steps}
