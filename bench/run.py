@@ -41,7 +41,7 @@ from servers import (
     running_bench,
 )
 
-from imageguard.tickets import issue_ticket
+from imageguard.identity.tickets import issue_ticket
 from imageguard_devtools.localserver import machine_facts
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -83,8 +83,8 @@ from soakmodel import (  # noqa: E402
 )
 
 from imageguard.apacheconf import SiteConfig, directory_block  # noqa: E402
-from imageguard.levels import Level  # noqa: E402
-from imageguard.renditions import fitted_size  # noqa: E402
+from imageguard.files.renditions import fitted_size  # noqa: E402
+from imageguard.policy.levels import Level  # noqa: E402
 from imageguard.store import AclStore  # noqa: E402
 from imageguard_devtools.localserver import (  # noqa: E402
     ApacheConfig,
@@ -753,7 +753,7 @@ def preflight(site: Site, plan: Plan, rng: random.Random, count: int = 60) -> No
 
 
 def _login_for(plan: Plan, kind: int, user: int, stamp: int) -> tuple[Login, str, str]:
-    from imageguard.tickets import issue_ticket
+    from imageguard.identity.tickets import issue_ticket
 
     if kind == SESSION:
         return (

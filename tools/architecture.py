@@ -71,46 +71,61 @@ CONCERNS = (
     Concern("store", "store: SQLite", ("store",), "#fbf5d5", "#a08000"),
     Concern(
         "identity",
-        "identity: who is asking",
-        ("logins", "sessions", "tickets", "cookies", "sharelinks", "signer", "secretfile"),
+        "identity/: who is asking",
+        (
+            "identity.logins",
+            "identity.sessions",
+            "identity.tickets",
+            "identity.cookies",
+            "identity.sharelinks",
+            "identity.signer",
+            "identity.secretfile",
+        ),
         "#f1e9f9",
         "#7a4cad",
     ),
     Concern(
         "policy",
-        "policy: who may see what",
-        ("decision", "acl", "variants", "levels", "principals", "patterns"),
+        "policy/: who may see what",
+        (
+            "policy.decision",
+            "policy.acl",
+            "policy.variants",
+            "policy.levels",
+            "policy.principals",
+            "policy.patterns",
+        ),
         "#e7effa",
         "#3565a8",
     ),
     Concern(
         "files",
-        "files: which bytes are sent",
+        "files/: which bytes are sent",
         (
-            "gate",
-            "beneath",
-            "content",
-            "fileversion",
-            "renditioncache",
-            "renditions",
-            "placeholder",
+            "files.gate",
+            "files.beneath",
+            "files.content",
+            "files.fileversion",
+            "files.renditioncache",
+            "files.renditions",
+            "files.placeholder",
         ),
         "#e5f4e9",
         "#2c8548",
     ),
     Concern(
-        "shared",
-        "shared",
-        ("errors", "boundedcache", "safetext", "durations"),
+        "support",
+        "support/ and errors: shared",
+        ("errors", "support.boundedcache", "support.safetext", "support.durations"),
         "#e6f3f3",
         "#2a7f7f",
     ),
 )
 
 #: The concerns of the pure core: none of their modules may import mod_python.
-PURE_CORE = ("policy", "identity", "files", "store", "shared")
+PURE_CORE = ("policy", "identity", "files", "store", "support")
 #: Imported by everyone and importing no other concern: drawn without arrows.
-LEAF = "shared"
+LEAF = "support"
 #: The two rows of concerns (left to right); the leaf concern is a bar below them.
 ROWS = (("tools", "apache", "store"), ("identity", "policy", "files"))
 
@@ -157,14 +172,14 @@ STEPS = (
         "decision.decide",
         "the whole policy, no mod_python: steps 6 to 9",
         "policy",
-        ("decision",),
+        ("policy.decision",),
     ),
     Step(
         6,
         "decision._gate",
         "gate.Gate: checks; opens the file, no link followed",
         "files",
-        ("gate", "beneath", "fileversion"),
+        ("files.gate", "files.beneath", "files.fileversion"),
         inner=True,
     ),
     Step(
@@ -172,7 +187,7 @@ STEPS = (
         "decision._login",
         "the LoginSource: session or ticket",
         "identity",
-        ("logins", "sessions", "tickets", "cookies"),
+        ("identity.logins", "identity.sessions", "identity.tickets", "identity.cookies"),
         inner=True,
     ),
     Step(
@@ -180,7 +195,7 @@ STEPS = (
         "decision._acl",
         "store.CachedAcl: the rules; a share link",
         "store",
-        ("store", "acl", "patterns", "principals", "sharelinks"),
+        ("store", "policy.acl", "policy.patterns", "policy.principals", "identity.sharelinks"),
         inner=True,
     ),
     Step(
@@ -188,7 +203,13 @@ STEPS = (
         "decision._authorize",
         "variants.choose: the original or a rendition",
         "policy",
-        ("variants", "content", "renditioncache", "renditions", "placeholder"),
+        (
+            "policy.variants",
+            "files.content",
+            "files.renditioncache",
+            "files.renditions",
+            "files.placeholder",
+        ),
         inner=True,
     ),
     Step(
@@ -196,7 +217,7 @@ STEPS = (
         "decision.Outcome",
         "admit, redirect or refuse: status, headers, log line",
         "policy",
-        ("decision",),
+        ("policy.decision",),
     ),
     Step(
         11,

@@ -12,8 +12,8 @@ from typing import Any
 
 from mod_python import apache
 
-from imageguard.gate import GateVerdict
-from imageguard.levels import Level
+from imageguard.files.gate import GateVerdict
+from imageguard.policy.levels import Level
 from imageguard.runtime import runtime_for
 
 CHUNK = 64 * 1024

@@ -2,7 +2,7 @@
 
 The real code, nothing copied: :func:`imageguard.adapters.gatekeeper` itself runs, and
 its steps (scheduling the fixup, finding the runtime, gathering the facts,
-:func:`imageguard.decision.decide`, applying the outcome) and the policy's own (the gate,
+:func:`imageguard.policy.decision.decide`, applying the outcome) and the policy's own (the gate,
 the login, the ACL, the variant sent) are timed by wrapping those functions in this
 interpreter. ``bench/profile.py`` runs this handler in an interpreter of its own
 (``PythonInterpreter imageguard_timed``), so the wrappers never touch the gatekeeper it
@@ -28,7 +28,8 @@ from typing import Any
 
 from mod_python import apache
 
-from imageguard import adapters, decision
+from imageguard import adapters
+from imageguard.policy import decision
 
 _clock = time.perf_counter_ns
 _totals: dict[str, int] = {}

@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from imageguard.levels import Level
+from imageguard.policy.levels import Level
 from imageguard.runtime import runtime_for
 
 _OPTIONS = (

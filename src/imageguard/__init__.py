@@ -14,10 +14,10 @@ The mod_python handlers live in :mod:`imageguard.handlers` (imported by Apache o
 import importlib.util as _importlib_util
 import sys as _sys
 
-from .acl import Decision, Rule
 from .errors import ImageGuardError, RuleError, StoreError
-from .levels import Level
-from .principals import Identity
+from .policy.acl import Decision, Rule
+from .policy.levels import Level
+from .policy.principals import Identity
 from .store import AclStore
 
 __version__ = "0.1.0"

@@ -1,9 +1,9 @@
 """The mod_python adapters behind :mod:`imageguard.handlers` (one handler per phase) and
 :mod:`imageguard.gatekeeper` (the same steps in one call, the access phase).
 
-Each handler gathers the request's :class:`~imageguard.decision.Facts` (:func:`_facts`),
-asks :func:`imageguard.decision.decide` (no mod_python there) for the
-:class:`~imageguard.decision.Outcome`, and applies it (:func:`_apply`): every policy
+Each handler gathers the request's :class:`~imageguard.policy.decision.Facts` (:func:`_facts`),
+asks :func:`imageguard.policy.decision.decide` (no mod_python there) for the
+:class:`~imageguard.policy.decision.Outcome`, and applies it (:func:`_apply`): every policy
 choice is made there, none here. Every path returns an explicit status, and any
 exception becomes a refusal with a one-line log entry: an image is never served because
 something went wrong. Apache's own default handler then sends the file
@@ -12,7 +12,7 @@ something went wrong. Apache's own default handler then sends the file
 How a file is handed to Apache, and why it is safe:
 
 * **The very file that was checked.** The gate opens the admitted file itself, without
-  following any link on the way (:meth:`~imageguard.gate.Gate.open`), and only if it is
+  following any link on the way (:meth:`~imageguard.files.gate.Gate.open`), and only if it is
   the version its checks saw; it keeps the descriptor open until the request
   ends and names it to Apache as ``/proc/self/fd/N``. Apache opens that name, which is
   the open file whatever happens to the path meanwhile: a file or folder swapped for a
@@ -43,7 +43,9 @@ from typing import Any, NamedTuple
 
 from mod_python import apache
 
-from .decision import (
+from .errors import RenditionError
+from .names import ADMITTED_ENV, FIXUP_HANDLER, LOGIN_COOKIE_ENV
+from .policy.decision import (
     NO_STORE,
     Action,
     Facts,
@@ -56,10 +58,8 @@ from .decision import (
     decide,
     refusal_for,
 )
-from .errors import RenditionError
-from .names import ADMITTED_ENV, FIXUP_HANDLER, LOGIN_COOKIE_ENV
 from .runtime import Runtime, runtime_for
-from .safetext import one_line
+from .support.safetext import one_line
 
 import _apache  # isort: skip  (mod_python's C module; exists only inside Apache)
 

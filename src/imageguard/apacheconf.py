@@ -17,8 +17,8 @@ from pathlib import Path
 
 import imageguard
 
-from .cookies import COOKIE_NAME
 from .errors import ConfigError
+from .identity.cookies import COOKIE_NAME
 from .names import ADMITTED_ENV, GATEKEEPER_MODULE, HANDLER_MODULE, INTERPRETER, LOGIN_COOKIE_ENV
 from .options import TABLE
 

@@ -12,22 +12,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__, sharelinks
-from .acl import ranked
+from . import __version__
 from .apacheconf import SiteConfig, directory_block, htaccess, read_python_options
-from .durations import parse_duration
 from .errors import ImageGuardError
+from .files.renditioncache import check_placement
+from .identity import sharelinks
+from .identity.secretfile import SecretFile
+from .identity.tickets import issue_ticket
 from .imagecommands import add_commands, add_site_options, site_settings
-from .levels import Level
 from .names import DB_ENV, SECRET_ENV
 from .options import TABLE, Option, flag_name, listing
-from .principals import Identity, check_name
-from .renditioncache import check_placement
-from .secretfile import SecretFile
+from .policy.acl import ranked
+from .policy.levels import Level
+from .policy.principals import Identity, check_name
+from .policy.variants import VARIANT_PARAM
 from .settings import Settings
 from .store import AclStore
-from .tickets import issue_ticket
-from .variants import VARIANT_PARAM
+from .support.durations import parse_duration
 
 DESCRIPTION = """\
 Protect an Apache image directory with your application's own logins.

@@ -17,16 +17,16 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from .apacheconf import read_python_options
-from .content import ContentChecker
 from .errors import ConfigError, ContentError
-from .gate import Gate
-from .levels import Level
-from .principals import GUEST
+from .files.content import ContentChecker
+from .files.gate import Gate
+from .files.renditions import check_renders
+from .policy.levels import Level
+from .policy.principals import GUEST
 from .progress import ProgressBar
-from .renditions import check_renders
 from .runtime import Runtime
-from .safetext import one_line
 from .settings import Settings
+from .support.safetext import one_line
 
 CONF_ENV = "IMAGEGUARD_CONF"
 ROOT_ENV = "IMAGEGUARD_ROOT"

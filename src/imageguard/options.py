@@ -27,20 +27,20 @@ from typing import Any
 
 from PIL import Image
 
-from .content import DEFAULT_MAX_PIXELS, media_type
-from .cookies import COOKIE_NAME
-from .durations import parse_duration
 from .errors import ConfigError, ShareLinkError
-from .gate import DEFAULT_EXTENSIONS, parse_extensions
-from .names import OPTION_PREFIX
-from .renditions import (
+from .files.content import DEFAULT_MAX_PIXELS, media_type
+from .files.gate import DEFAULT_EXTENSIONS, parse_extensions
+from .files.renditions import (
     DEFAULT_PREVIEW_SIZE,
     DEFAULT_THUMB_SIZE,
     DEFAULT_WATERMARK,
     check_watermark_template,
 )
-from .sharelinks import check_realm
-from .tickets import DEFAULT_DIGEST, DEFAULT_TIMEOUT_S, check_digest_name
+from .identity.cookies import COOKIE_NAME
+from .identity.sharelinks import check_realm
+from .identity.tickets import DEFAULT_DIGEST, DEFAULT_TIMEOUT_S, check_digest_name
+from .names import OPTION_PREFIX
+from .support.durations import parse_duration
 
 #: Where logins come from: the application's mod_python session, or auth_tkt tickets.
 SESSION_SOURCES = ("modpython", "auth_tkt")

@@ -1,9 +1,9 @@
 """What the handlers keep between requests, and the request-independent steps they take.
 
 A :class:`Runtime` is built once per distinct configuration (see :func:`runtime_for`) and
-holds the parsed :class:`~imageguard.settings.Settings`, the :class:`~imageguard.gate.Gate`,
+holds the parsed :class:`~imageguard.settings.Settings`, the :class:`~imageguard.files.gate.Gate`,
 the login source, the cached ACL and what every answer repeats (its headers). The
-policy (:func:`imageguard.decision.decide`) uses it for the steps that touch the disk
+policy (:func:`imageguard.policy.decision.decide`) uses it for the steps that touch the disk
 or the store; the adapters in :mod:`imageguard.adapters` only translate between
 Apache's request and the policy. Nothing here imports mod_python.
 """
@@ -16,26 +16,26 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from . import sharelinks
-from .acl import Decision
-from .boundedcache import BoundedCache
-from .content import FORMAT_MEDIA_TYPES, ContentChecker, ImageInfo, media_type
-from .decision import Facts, Login, LoginSource
 from .errors import ConfigError, ContentError, FileChanged, ShareLinkError
-from .fileversion import FileVersion
-from .gate import ALLOWED_METHODS, FORBIDDEN, NOT_FOUND, Admission, Gate, GateVerdict
-from .levels import Level
-from .logins import login_source
-from .placeholder import PLACEHOLDER_NAME, locked_image
-from .principals import Identity
-from .renditioncache import RenditionCache
-from .renditions import RenditionSpec, output_format, watermark_text
-from .secretfile import SecretFile
-from .sessions import LockFactory
+from .files.content import FORMAT_MEDIA_TYPES, ContentChecker, ImageInfo, media_type
+from .files.fileversion import FileVersion
+from .files.gate import ALLOWED_METHODS, FORBIDDEN, NOT_FOUND, Admission, Gate, GateVerdict
+from .files.placeholder import PLACEHOLDER_NAME, locked_image
+from .files.renditioncache import RenditionCache
+from .files.renditions import RenditionSpec, output_format, watermark_text
+from .identity import sharelinks
+from .identity.logins import login_source
+from .identity.secretfile import SecretFile
+from .identity.sessions import LockFactory
+from .identity.sharelinks import ShareGrant
+from .identity.tickets import check_timeout
+from .policy.acl import Decision
+from .policy.decision import Facts, Login, LoginSource
+from .policy.levels import Level
+from .policy.principals import Identity
 from .settings import Settings, is_relevant
-from .sharelinks import ShareGrant
 from .store import CachedAcl
-from .tickets import check_timeout
+from .support.boundedcache import BoundedCache
 
 _SPEC_LIMIT = 4096
 _ADMITTED_LIMIT = 100_000

@@ -16,11 +16,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .content import EXTENSION_FORMATS
 from .errors import ConfigError
+from .files.content import EXTENSION_FORMATS
+from .identity.sessions import DEFAULT_COOKIE, SessionKeys
 from .names import OPTION_PREFIX
 from .options import BY_NAME, DENY_STATUSES, SESSION_SOURCES, TABLE, cookie_name
-from .sessions import DEFAULT_COOKIE, SessionKeys
 
 __all__ = [
     "DENY_STATUSES",

@@ -8,7 +8,7 @@ Why SQLite, and how it is used:
 * every write in one ``BEGIN IMMEDIATE`` transaction: a failed import or a bad rule
   changes nothing;
 * ``PRAGMA user_version`` holds the schema version, checked on every open;
-* each rule is stored with its *anchor* (see :func:`imageguard.patterns.anchors_for`),
+* each rule is stored with its *anchor* (see :func:`imageguard.policy.patterns.anchors_for`),
   indexed, so the rules that can match a path come back from one indexed query, however
   many rules the store holds.
 
@@ -36,15 +36,15 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .acl import Decision, Rule, decide
-from .boundedcache import BoundedCache
 from .errors import ImportFormatError, NoSuchRule, PatternError, RuleError, StoreError
-from .fileversion import Validator, stat_validator
-from .levels import Level, parse_level
-from .patterns import anchors_for, compile_pattern
-from .principals import Identity, check_name, parse_principal
-from .sharelinks import PARAM_SIGNATURE
-from .tickets import decode_cookie_value, parse_ticket
+from .files.fileversion import Validator, stat_validator
+from .identity.sharelinks import PARAM_SIGNATURE
+from .identity.tickets import decode_cookie_value, parse_ticket
+from .policy.acl import Decision, Rule, decide
+from .policy.levels import Level, parse_level
+from .policy.patterns import anchors_for, compile_pattern
+from .policy.principals import Identity, check_name, parse_principal
+from .support.boundedcache import BoundedCache
 
 _T = TypeVar("_T")
 
@@ -89,7 +89,7 @@ _MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] =
 
 
 def _compose_patterns(conn: sqlite3.Connection) -> None:
-    """Version 3: patterns and anchors in Unicode NFC (see imageguard.patterns), so that
+    """Version 3: patterns and anchors in Unicode NFC (see imageguard.policy.patterns), so that
     a rule stored as typed in decomposed form is found for the paths it names. Two rules
     that become one keep the lower level: a deny is never lost to the merge."""
     rows = conn.execute("SELECT pattern, principal, level, anchor FROM rules").fetchall()
@@ -651,7 +651,7 @@ class _Snapshot:
 
 
 def _stat_key(path: str) -> Validator | None:
-    """The :func:`~imageguard.fileversion.validator` of the file at *path* (the store, its
+    """The :func:`~imageguard.files.fileversion.validator` of the file at *path* (the store, its
     change stamp), or ``None`` when it does not exist. For the store's own file this is
     what changes when it is changed other than by SQLite's WAL writes (overwritten in
     place, its permissions changed, replaced); for the stamp, every committed write."""

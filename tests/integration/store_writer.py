@@ -41,9 +41,9 @@ from typing import Any
 
 import imageguard.cli as cli
 import imageguard.store as store_module
-from imageguard.acl import Rule
-from imageguard.patterns import compile_pattern
-from imageguard.principals import check_name
+from imageguard.policy.acl import Rule
+from imageguard.policy.patterns import compile_pattern
+from imageguard.policy.principals import check_name
 from imageguard.store import AclStore
 
 Op = dict[str, Any]

@@ -39,11 +39,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imageguard import sharelinks
 from imageguard.apacheconf import SiteConfig, directory_block
+from imageguard.identity import sharelinks
+from imageguard.identity.tickets import issue_ticket
 from imageguard.settings import OPTIONS
 from imageguard.store import BUSY_TIMEOUT_S, SAFETY_CHECK_S, SCHEMA_VERSION, AclStore
-from imageguard.tickets import issue_ticket
 from imageguard_devtools.localserver import (
     ApacheConfig,
     LocalApache,

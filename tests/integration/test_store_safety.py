@@ -50,8 +50,9 @@ import pytest
 
 import imageguard.cli as cli_module
 import imageguard.store as store_module
-from imageguard.levels import Level
-from imageguard.principals import Identity
+from imageguard.identity.tickets import issue_ticket
+from imageguard.policy.levels import Level
+from imageguard.policy.principals import Identity
 from imageguard.store import (
     _MIGRATIONS,
     SCHEMA_VERSION,
@@ -61,7 +62,6 @@ from imageguard.store import (
     parse_export,
     stamp_path,
 )
-from imageguard.tickets import issue_ticket
 
 from .conftest import CLI, MPMS, Site, build_site, cli
 from .store_writer import StoreState, apply, import_text_of, read_log, read_state

@@ -5,6 +5,7 @@ no mod_python, and every ``module.function`` the page names exists."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.util
 import re
 import subprocess
@@ -64,6 +65,18 @@ def test_a_module_in_no_concern_stops_the_tool(monkeypatch) -> None:
 
     monkeypatch.setattr(architecture, "package_modules", with_a_stranger)
     with pytest.raises(architecture.ArchitectureError, match="stranger is in no concern"):
+        architecture.render()
+
+
+def test_a_module_outside_its_subpackages_concern_stops_the_tool(monkeypatch) -> None:
+    concerns = [
+        dataclasses.replace(c, modules=(*c.modules, "policy.acl"))
+        if c.name == "files"
+        else dataclasses.replace(c, modules=tuple(m for m in c.modules if m != "policy.acl"))
+        for c in architecture.CONCERNS
+    ]
+    monkeypatch.setattr(architecture, "CONCERNS", tuple(concerns))
+    with pytest.raises(architecture.ArchitectureError, match=r"policy\.acl is in files, but"):
         architecture.render()
 
 

@@ -19,8 +19,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imageguard import sharelinks
-from imageguard.decision import (
+from imageguard.errors import ConfigError, ContentError, RenditionError, StoreError, VariantError
+from imageguard.files.fileversion import FileVersion
+from imageguard.identity import sharelinks
+from imageguard.policy.decision import (
     GUEST,
     LOG_ERR,
     LOG_INFO,
@@ -37,9 +39,7 @@ from imageguard.decision import (
     decide,
     refusal_for,
 )
-from imageguard.errors import ConfigError, ContentError, RenditionError, StoreError, VariantError
-from imageguard.fileversion import FileVersion
-from imageguard.principals import Identity
+from imageguard.policy.principals import Identity
 from imageguard.runtime import Runtime
 from imageguard.settings import Settings
 from imageguard.store import AclStore
@@ -565,8 +565,8 @@ def test_the_shipped_sources_through_the_policy(site: Site, tmp_path: Path) -> N
     """mod_python's FileSession and an auth_tkt ticket, read by the real sources."""
     import pickle
 
-    from imageguard.logins import FileSessionLogin, TicketLogin, login_source
-    from imageguard.tickets import issue_ticket
+    from imageguard.identity.logins import FileSessionLogin, TicketLogin, login_source
+    from imageguard.identity.tickets import issue_ticket
 
     sessions = tmp_path / "sessions"
     sid = "0123456789abcdef0123456789abcdef"

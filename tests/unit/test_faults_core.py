@@ -17,9 +17,9 @@ import pytest
 
 import imageguard.store as store_module
 from imageguard.errors import ConfigError, StoreError
-from imageguard.levels import Level
-from imageguard.principals import Identity
-from imageguard.sessions import FileSessionReader
+from imageguard.identity.sessions import FileSessionReader
+from imageguard.policy.levels import Level
+from imageguard.policy.principals import Identity
 from imageguard.settings import Settings
 from imageguard.store import SCHEMA_VERSION, AclStore, CachedAcl
 

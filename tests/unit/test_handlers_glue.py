@@ -490,7 +490,7 @@ def test_a_file_swapped_after_the_check_is_looked_at_again(
 ) -> None:
     """The gate saw one file, the open finds another: the request starts over and the
     file sent is the one the second look checked."""
-    from imageguard.gate import Gate
+    from imageguard.files.gate import Gate
 
     root, options = site
     calls: list[str] = []
@@ -514,7 +514,7 @@ def test_a_file_swapped_after_the_check_is_looked_at_again(
 def test_a_file_swapped_twice_is_refused(
     handlers: types.ModuleType, site: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from imageguard.gate import Gate
+    from imageguard.files.gate import Gate
 
     root, options = site
     real_open = Gate.open
@@ -578,7 +578,7 @@ def test_a_foreign_cookie_does_not_hide_the_login(
 ) -> None:
     """mod_python cannot read a Cookie header with a byte that is not UTF-8; the login
     cookie then comes from the SetEnvIf line of the generated configuration."""
-    from imageguard.tickets import issue_ticket
+    from imageguard.identity.tickets import issue_ticket
 
     root, options = site
     secrets = tmp_path / "secrets"
@@ -685,7 +685,7 @@ def test_a_rendition_is_made_from_the_file_the_gate_opened(
 ) -> None:
     """The name replaced right after the gate opened the file: the content check and the
     rendition read the opened file (800x600), not the one now at its name (600x800)."""
-    from imageguard.gate import Gate
+    from imageguard.files.gate import Gate
 
     root, options = site
     real_open = Gate.open

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from imageguard.errors import ConfigError, FormatMismatch
-from imageguard.gate import GateVerdict
+from imageguard.files.gate import GateVerdict
 from imageguard.runtime import Runtime, runtime_for
 from imageguard.settings import Settings
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from imageguard.errors import ImportFormatError, NoSuchRule, RuleError, StoreError
-from imageguard.levels import Level
-from imageguard.principals import Identity
+from imageguard.policy.levels import Level
+from imageguard.policy.principals import Identity
 from imageguard.store import SCHEMA_VERSION, AclStore, CachedAcl
 
 

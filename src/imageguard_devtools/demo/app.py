@@ -33,10 +33,10 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from imageguard.cookies import find_cookie
 from imageguard.errors import ImageGuardError
-from imageguard.levels import Level
-from imageguard.principals import Identity, valid_groups
+from imageguard.identity.cookies import find_cookie
+from imageguard.policy.levels import Level
+from imageguard.policy.principals import Identity, valid_groups
 from imageguard.store import AclStore
 
 OPTION_PREFIX = "imageguard_demo."

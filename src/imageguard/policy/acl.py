@@ -9,7 +9,7 @@ at *relpath* (a path relative to the protected root):
    each of its groups (from the session and from the store).
 2. If none is left, the answer is ``deny``: nothing is visible unless a rule says so.
 3. Keep only the rules whose pattern is the most specific (see
-   :mod:`imageguard.patterns` for the order). A specific rule about a file therefore
+   :mod:`imageguard.policy.patterns` for the order). A specific rule about a file therefore
    overrides a broad rule about its folder, whoever the broad rule names.
 4. Among those, keep only the rules of the strongest principal class:
    ``user:`` beats ``group:`` beats ``authenticated`` beats ``anyone``.

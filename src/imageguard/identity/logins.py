@@ -1,13 +1,13 @@
 """The login sources: who a request's credentials name, behind one small interface.
 
-Each source implements :class:`~imageguard.decision.LoginSource`: a ``cookie_name``
-(or None) and ``login(facts) -> Login``. The policy (:func:`imageguard.decision.decide`)
+Each source implements :class:`~imageguard.policy.decision.LoginSource`: a ``cookie_name``
+(or None) and ``login(facts) -> Login``. The policy (:func:`imageguard.policy.decision.decide`)
 only ever calls ``login``; which source a configuration has is chosen once, when its
 :class:`~imageguard.runtime.Runtime` is built (:func:`login_source`).
 
 * :class:`FileSessionLogin` and :class:`DbmSessionLogin`: the application's mod_python
-  session, read-only (:mod:`imageguard.sessions`);
-* :class:`TicketLogin`: a signed auth_tkt ticket (:mod:`imageguard.tickets`), checked
+  session, read-only (:mod:`imageguard.identity.sessions`);
+* :class:`TicketLogin`: a signed auth_tkt ticket (:mod:`imageguard.identity.tickets`), checked
   against the store's revocations at every request.
 
 A source of your own (a signed header from a fronting proxy, say) is any object with
@@ -20,11 +20,11 @@ from collections.abc import Callable, Sequence
 from math import inf
 from typing import TYPE_CHECKING
 
-from .boundedcache import BoundedCache
+from ..errors import ConfigError, TicketError, TicketExpired
+from ..policy.decision import Facts, Login, anonymous
+from ..policy.principals import Identity
+from ..support.boundedcache import BoundedCache
 from .cookies import find_cookie
-from .decision import Facts, Login, anonymous
-from .errors import ConfigError, TicketError, TicketExpired
-from .principals import Identity
 from .sessions import (
     DbmSessionReader,
     FileSessionReader,
@@ -43,9 +43,9 @@ from .tickets import (
 )
 
 if TYPE_CHECKING:
-    from .decision import LoginSource
-    from .settings import Settings
-    from .store import CachedAcl
+    from ..policy.decision import LoginSource
+    from ..settings import Settings
+    from ..store import CachedAcl
 
 _LOGIN_LIMIT = 4096
 _TICKET_LIMIT = 10_000

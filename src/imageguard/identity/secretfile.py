@@ -19,8 +19,8 @@ import os
 import stat
 from collections.abc import Iterable
 
-from .errors import ConfigError
-from .fileversion import Validator, validator
+from ..errors import ConfigError
+from ..files.fileversion import Validator, validator
 
 MIN_SECRET_LENGTH = 16
 

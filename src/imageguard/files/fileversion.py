@@ -14,7 +14,7 @@ import os
 import stat
 from typing import BinaryIO, NamedTuple
 
-from .errors import FileChanged
+from ..errors import FileChanged
 
 #: A file's (device, inode, size, mtime_ns, ctime_ns): see :func:`validator`.
 Validator = tuple[int, int, int, int, int]

@@ -17,8 +17,8 @@ A stored session is a pickled ``dict`` with ``_data`` (the application's keys),
 Sessions hold pickles, so only files the web server wrote may be read: the readers never
 follow a sid that is not 32 lower-case hex digits, which also rules out path tricks.
 Each reader keeps the last load of every session (a
-:class:`~imageguard.boundedcache.BoundedCache` by sid) with the
-:func:`~imageguard.fileversion.validator` of the file it came from, so an unchanged
+:class:`~imageguard.support.boundedcache.BoundedCache` by sid) with the
+:func:`~imageguard.files.fileversion.validator` of the file it came from, so an unchanged
 session costs one ``stat`` per request, not an unpickle.
 """
 
@@ -33,10 +33,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ContextManager, Protocol
 
-from .boundedcache import BoundedCache
-from .errors import ConfigError
-from .fileversion import Validator, validator
-from .principals import Identity, check_name, valid_groups
+from ..errors import ConfigError
+from ..files.fileversion import Validator, validator
+from ..policy.principals import Identity, check_name, valid_groups
+from ..support.boundedcache import BoundedCache
 
 DEFAULT_COOKIE = "pysid"
 _TORN_READ_RETRIES = 3

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import VariantError
+from ..errors import VariantError
 from .levels import Level
 
 #: The query parameter naming the variant.

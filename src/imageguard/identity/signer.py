@@ -19,10 +19,10 @@ what both of imageguard's formats need:
 
 A message is a sequence of byte strings (its parts); the algorithm decides how they are
 combined with the key, because the wire formats differ: auth_tkt puts the secret between
-the address-and-time and the rest (:class:`imageguard.tickets.AuthTktAlgorithm`), share
+the address-and-time and the rest (:class:`imageguard.identity.tickets.AuthTktAlgorithm`), share
 links use an HMAC over the lines (:class:`HMACAlgorithm`). The formats themselves
-(which parts, in which order) belong to :mod:`imageguard.tickets` and
-:mod:`imageguard.sharelinks`.
+(which parts, in which order) belong to :mod:`imageguard.identity.tickets` and
+:mod:`imageguard.identity.sharelinks`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from .errors import SignatureMismatch
+from ..errors import SignatureMismatch
 from .secretfile import check_secrets
 
 #: The parts of a signed message, as the algorithm combines them.
@@ -101,7 +101,7 @@ class Signer:
         signer.verify(signature, parts)  # ShareLinkMismatch(reason) unless a secret made it
 
     *secrets* must hold at least one secret of
-    :data:`~imageguard.secretfile.MIN_SECRET_LENGTH` bytes or more (else
+    :data:`~imageguard.identity.secretfile.MIN_SECRET_LENGTH` bytes or more (else
     :class:`~imageguard.errors.ConfigError`: no signer exists that an empty key could
     satisfy). *encoding* is a key of :data:`ENCODINGS`; a signature is compared as
     written, so callers normalise what they read first (auth_tkt digests lower-cased).

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ContextManager, NamedTuple, Protocol
 
-from .errors import (
+from ..errors import (
     ConfigError,
     ContentError,
     ImageGuardError,
@@ -46,8 +46,8 @@ from .errors import (
     StoreError,
     VariantError,
 )
-from .fileversion import OPEN_FLAGS, FileVersion
-from .gate import (
+from ..files.fileversion import OPEN_FLAGS, FileVersion
+from ..files.gate import (
     ALLOWED_METHODS,
     FORBIDDEN,
     METHOD_NOT_ALLOWED,
@@ -56,14 +56,14 @@ from .gate import (
     UNSUPPORTED_MEDIA_TYPE,
     GateVerdict,
 )
+from ..identity.sharelinks import ShareGrant, carries_link
 from .levels import Level
 from .principals import ANONYMOUS, GUEST, Identity
-from .sharelinks import ShareGrant, carries_link
 from .variants import VariantChoice, choose, requested_variant
 
 if TYPE_CHECKING:
+    from ..runtime import Runtime
     from .acl import Decision
-    from .runtime import Runtime
 
 # Apache's log levels (syslog's numbers), so that no mod_python import is needed here.
 LOG_ERR = 3
@@ -159,7 +159,7 @@ class Facts(NamedTuple):
 class Login:
     """Who a request's login names.
 
-    ``identity`` is :data:`~imageguard.principals.ANONYMOUS` when there is no valid login;
+    ``identity`` is :data:`~imageguard.policy.principals.ANONYMOUS` when there is no valid login;
     ``reason`` says why, and ``suspicious`` marks a credential that cannot have come from
     the login's issuer (worth a log line at error level). A well-formed session cookie
     naming no session is not suspicious: after a logout or mod_python's clean-up of

@@ -32,8 +32,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from ..errors import ConfigError, FileChanged
 from .beneath import open_beneath
-from .errors import ConfigError, FileChanged
 from .fileversion import OPEN_FLAGS, FileVersion
 
 DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp")
@@ -209,7 +209,7 @@ class Gate:
 
     def open(self, relpath: str) -> tuple[int, FileVersion]:
         """A read-only descriptor of the regular file *relpath* below the root, reached
-        without following any link (:func:`~imageguard.beneath.open_beneath`), and its
+        without following any link (:func:`~imageguard.files.beneath.open_beneath`), and its
         version.
 
         This binds the name the rules were checked for to the file that is sent: a file

@@ -22,14 +22,14 @@ difference decides, larger wins):
    so ``gallery/*.jpg`` beats ``gallery/*``.
 
 Patterns equal on all four are equally specific; the principal and level then decide
-(see :mod:`imageguard.acl`).
+(see :mod:`imageguard.policy.acl`).
 
 Names are compared in Unicode's composed form (NFC): ``café.jpg`` typed on a keyboard
 (``é`` one character) and the same name as a Mac or an upload form may write it on disk
 (``e`` and a combining accent) look the same, so a rule about one is a rule about the
 other (:func:`canonical`). Without that, a deny rule typed in one form would not cover
 a file uploaded under the other. User and group names are not normalised but must be
-composed already (:func:`imageguard.principals.check_name`): two accounts are never
+composed already (:func:`imageguard.policy.principals.check_name`): two accounts are never
 made one.
 """
 
@@ -40,7 +40,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from .errors import PatternError
+from ..errors import PatternError
 
 USER_TOKEN = "{user}"
 _MAX_PATTERN = 1024

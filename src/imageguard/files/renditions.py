@@ -1,7 +1,7 @@
 """Renditions: the smaller images a ``thumb`` or ``preview`` level is served, made with Pillow.
 
 Pure functions, from a file to encoded bytes; caching and serving are elsewhere
-(:mod:`imageguard.renditioncache`). :func:`make_rendition` does, in order:
+(:mod:`imageguard.files.renditioncache`). :func:`make_rendition` does, in order:
 
 1. open the file (not through a symbolic link, and only if it is still the version that
    was checked) with only its own format's decoder, and refuse more pixels than allowed;
@@ -29,10 +29,10 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFont
 
+from ..errors import ContentError, FileChanged, ImageTooLarge, UnreadableFile, UnreadableImage
+from ..policy.levels import Level
 from .content import SAME_FORMAT, ImageInfo, check_pixels
-from .errors import ContentError, FileChanged, ImageTooLarge, UnreadableFile, UnreadableImage
 from .fileversion import FileVersion, open_file
-from .levels import Level
 
 #: Bumped whenever the way renditions are made changes, so old cached ones are not used.
 RENDITION_VERSION = 1

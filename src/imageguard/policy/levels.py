@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-from .errors import LevelError
+from ..errors import LevelError
 
 
 class Level(enum.IntEnum):

@@ -14,7 +14,7 @@ file unless:
 
 Reading a header costs one ``open`` and a few hundred bytes, once per version of a file
 per process: verdicts are kept, keyed by the file's
-:class:`~imageguard.fileversion.FileVersion`, so an unchanged file is never read again
+:class:`~imageguard.files.fileversion.FileVersion`, so an unchanged file is never read again
 and an edited or replaced one is checked afresh.
 Refusals are kept too, so a hostile file costs one read, however often it is asked for.
 """
@@ -29,8 +29,7 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from .boundedcache import BoundedCache
-from .errors import (
+from ..errors import (
     ConfigError,
     ContentError,
     FormatMismatch,
@@ -38,6 +37,7 @@ from .errors import (
     UnreadableFile,
     UnreadableImage,
 )
+from ..support.boundedcache import BoundedCache
 from .fileversion import FileVersion, open_file
 
 #: The Pillow format each extension promises.
@@ -143,7 +143,7 @@ def identify(
 
     Only the *decoders* named may look at the file, so a format nobody allowed (an EPS,
     say, which Pillow would hand to Ghostscript) is never parsed at all. With *version*,
-    the file read must be that version (see :func:`~imageguard.fileversion.open_version`):
+    the file read must be that version (see :func:`~imageguard.files.fileversion.open_version`):
     a file swapped since it was checked raises :class:`~imageguard.errors.FileChanged`
     instead of lending its verdict to the other. With *fd*, an open descriptor of the
     file at *version*, the header is read from it (a copy of the descriptor, from the
@@ -199,7 +199,7 @@ class ContentChecker:
 
     One instance per configuration, shared by a process's threads. A verdict costs a
     dictionary look-up once known; at most ``limit`` are kept (a
-    :class:`~imageguard.boundedcache.BoundedCache`: the oldest goes first). Two threads
+    :class:`~imageguard.support.boundedcache.BoundedCache`: the oldest goes first). Two threads
     asking about a new file together may both read its header; either verdict is right.
     Build one for a site with :meth:`for_site`.
     """

@@ -18,7 +18,7 @@ replayed on another. Links of the first format (``imageguard-share-v1``, made be
 realms existed) named no root, so no root can tell whether one was made for it: they
 are refused everywhere and must be issued again.
 
-Links are signed and verified by a :class:`~imageguard.signer.Signer` (the one that also
+Links are signed and verified by a :class:`~imageguard.identity.signer.Signer` (the one that also
 checks tickets, with an HMAC algorithm here): verification tries every secret of the file
 (rotation), compares in constant time, and refuses a link whose realm, path, level,
 expiry or user was changed, that has expired, whose signature is not base64url text, or
@@ -33,10 +33,10 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .boundedcache import BoundedCache
-from .errors import MalformedShareLink, ShareLinkError, ShareLinkExpired, ShareLinkMismatch
-from .levels import Level, parse_level
-from .principals import check_name
+from ..errors import MalformedShareLink, ShareLinkError, ShareLinkExpired, ShareLinkMismatch
+from ..policy.levels import Level, parse_level
+from ..policy.principals import check_name
+from ..support.boundedcache import BoundedCache
 from .secretfile import check_secrets
 from .signer import HMACAlgorithm, Message, Signer
 

@@ -44,9 +44,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from .boundedcache import BoundedCache
+from ..errors import ConfigError, ContentError, RenditionError
+from ..support.boundedcache import BoundedCache
 from .content import ImageInfo
-from .errors import ConfigError, ContentError, RenditionError
 from .fileversion import FileVersion
 from .renditions import (
     FORMAT_EXTENSIONS,

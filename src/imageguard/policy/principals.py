@@ -7,7 +7,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .errors import PrincipalError
+from ..errors import PrincipalError
 
 
 class PrincipalKind(enum.IntEnum):
@@ -43,7 +43,7 @@ def check_name(name: str, what: str) -> str:
     if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in name):
         raise PrincipalError(f"{what} name {name!r} contains whitespace or control characters")
     if not name.isascii() and unicodedata.normalize("NFC", name) != name:
-        # Paths are compared composed (imageguard.patterns): a name in another form
+        # Paths are compared composed (imageguard.policy.patterns): a name in another form
         # would meet another account's folders ("\u212aate", a Kelvin sign, is "Kate").
         raise PrincipalError(f"{what} name {name!r} is not in Unicode composed form (NFC)")
     return name

@@ -21,7 +21,7 @@ default stores it base64-encoded (``userid_type:b64unicode`` in the user data); 
 understood.
 
 :class:`TicketVerifier` checks a ticket against one or more secrets (newest first, for
-key rotation) in constant time, with a :class:`~imageguard.signer.Signer` whose algorithm
+key rotation) in constant time, with a :class:`~imageguard.identity.signer.Signer` whose algorithm
 is the double hash above (:class:`AuthTktAlgorithm`); :func:`issue_ticket` writes one that
 imageguard and mod_auth_tkt both accept.
 """
@@ -38,15 +38,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .cookies import unquote
-from .errors import (
+from ..errors import (
     BadSignature,
     ConfigError,
     MalformedTicket,
     TicketExpired,
     TicketFromFuture,
 )
-from .principals import check_name, valid_groups
+from ..policy.principals import check_name, valid_groups
+from .cookies import unquote
 from .secretfile import check_secrets
 from .signer import Message, Signer
 
@@ -100,7 +100,7 @@ def _message(ip: str, timestamp: int, uid: str, tokens: str, user_data: str) -> 
 
 @dataclass(frozen=True)
 class AuthTktAlgorithm:
-    """mod_auth_tkt's signature, for :class:`~imageguard.signer.Signer`: with ``H`` the
+    """mod_auth_tkt's signature, for :class:`~imageguard.identity.signer.Signer`: with ``H`` the
     *digest*, ``H(hex(H(ip_and_time + secret + rest)) + secret)`` over a message
     ``(ip_and_time, rest)`` (see the module docstring). The secret is its own key."""
 
@@ -253,7 +253,7 @@ class TicketVerifier:
     Every refusal raises a subclass of :class:`~imageguard.errors.TicketError` whose
     message says why (for the log; the client only ever sees a refusal). Building one
     without a secret, or with one shorter than
-    :data:`~imageguard.secretfile.MIN_SECRET_LENGTH` bytes, raises
+    :data:`~imageguard.identity.secretfile.MIN_SECRET_LENGTH` bytes, raises
     :class:`~imageguard.errors.ConfigError`.
     """
 
@@ -351,7 +351,7 @@ def issue_ticket(
     empty secret, and so does a user name holding a ``%`` escape (``a%41``): mod_auth_tkt
     would read it as written but Pyramid, which URL-unquotes user ids, as another name.
     So does an empty *secret*, or one shorter than
-    :data:`~imageguard.secretfile.MIN_SECRET_LENGTH` bytes.
+    :data:`~imageguard.identity.secretfile.MIN_SECRET_LENGTH` bytes.
     Pass the client's *ip* only when tickets are bound to addresses.
     """
     key = secret.encode("utf-8") if isinstance(secret, str) else secret
