@@ -22,8 +22,8 @@ import servers
 import wrk
 from run import cpu_plan, make_sessions
 
-from imageguard.apacheconf import directory_block
-from imageguard.names import GATEKEEPER_MODULE, INTERPRETER
+from imageguard.apache.apacheconf import directory_block
+from imageguard.apache.names import GATEKEEPER_MODULE, INTERPRETER
 
 TIMED_INTERPRETER = "imageguard_timed"
 TIMED_IMPORT = f"PythonImport mod_python.apache {TIMED_INTERPRETER}"

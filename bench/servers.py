@@ -24,7 +24,12 @@ from pathlib import Path
 
 from PIL import Image
 
-from imageguard.apacheconf import SiteConfig, directory_block, python_path, python_path_directive
+from imageguard.apache.apacheconf import (
+    SiteConfig,
+    directory_block,
+    python_path,
+    python_path_directive,
+)
 from imageguard.store import AclStore
 from imageguard_devtools.localserver import (
     MODULES_DIR,

@@ -35,7 +35,7 @@ The expected answers come from imageguard's own pure code, fed the model's state
 :func:`imageguard.policy.acl.decide` (with the store's group memberships added to the login's
 groups, as :class:`imageguard.store.CachedAcl` does), :func:`imageguard.policy.variants.choose`
 with downgrading on (the default), and the ticket revocation rule of
-:mod:`imageguard.runtime` (a ticket stamped at or before the user's revocation moment
+:mod:`imageguard.apache.runtime` (a ticket stamped at or before the user's revocation moment
 logs nobody in).
 """
 

@@ -1,6 +1,6 @@
 """The gatekeeper's steps, timed inside Apache: where a request's microseconds go.
 
-The real code, nothing copied: :func:`imageguard.adapters.gatekeeper` itself runs, and
+The real code, nothing copied: :func:`imageguard.apache.adapters.gatekeeper` itself runs, and
 its steps (scheduling the fixup, finding the runtime, gathering the facts,
 :func:`imageguard.policy.decision.decide`, applying the outcome) and the policy's own (the gate,
 the login, the ACL, the variant sent) are timed by wrapping those functions in this
@@ -28,7 +28,7 @@ from typing import Any
 
 from mod_python import apache
 
-from imageguard import adapters
+from imageguard.apache import adapters
 from imageguard.policy import decision
 
 _clock = time.perf_counter_ns
@@ -71,7 +71,7 @@ for _name, _function in _STEPS.items():
 
 
 def accesshandler(req: Any) -> int:
-    """:func:`imageguard.adapters.gatekeeper`, its steps timed by the wrappers above."""
+    """:func:`imageguard.apache.adapters.gatekeeper`, its steps timed by the wrappers above."""
     _inside.spent = {}
     start = _clock()
     status = adapters.gatekeeper(req)

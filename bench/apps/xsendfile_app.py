@@ -11,8 +11,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from imageguard.apache.runtime import runtime_for
 from imageguard.policy.levels import Level
-from imageguard.runtime import runtime_for
 
 _OPTIONS = (
     "imageguard.root",

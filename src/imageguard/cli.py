@@ -13,20 +13,20 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .apacheconf import SiteConfig, directory_block, htaccess, read_python_options
+from .apache.apacheconf import SiteConfig, directory_block, htaccess, read_python_options
+from .apache.names import DB_ENV, SECRET_ENV
+from .apache.options import TABLE, Option, flag_name, listing
+from .apache.settings import Settings
 from .errors import ImageGuardError
 from .files.renditioncache import check_placement
 from .identity import sharelinks
 from .identity.secretfile import SecretFile
 from .identity.tickets import issue_ticket
 from .imagecommands import add_commands, add_site_options, site_settings
-from .names import DB_ENV, SECRET_ENV
-from .options import TABLE, Option, flag_name, listing
 from .policy.acl import ranked
 from .policy.levels import Level
 from .policy.principals import Identity, check_name
 from .policy.variants import VARIANT_PARAM
-from .settings import Settings
 from .store import AclStore
 from .support.durations import parse_duration
 
@@ -309,7 +309,7 @@ def _flag_dest(option: Option) -> str:
 
 
 def add_option_flags(parser: argparse.ArgumentParser) -> None:
-    """A flag for each option of :data:`imageguard.options.TABLE`, its kind read from the
+    """A flag for each option of :data:`imageguard.apache.options.TABLE`, its kind read from the
     default of the SiteConfig field it sets (``--no-X`` for an option on by default)."""
     defaults = {field.name: field.default for field in dataclasses.fields(SiteConfig)}
     for option in TABLE:

@@ -16,7 +16,9 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from .apacheconf import read_python_options
+from .apache.apacheconf import read_python_options
+from .apache.runtime import Runtime
+from .apache.settings import Settings
 from .errors import ConfigError, ContentError
 from .files.content import ContentChecker
 from .files.gate import Gate
@@ -24,8 +26,6 @@ from .files.renditions import check_renders
 from .policy.levels import Level
 from .policy.principals import GUEST
 from .progress import ProgressBar
-from .runtime import Runtime
-from .settings import Settings
 from .support.safetext import one_line
 
 CONF_ENV = "IMAGEGUARD_CONF"

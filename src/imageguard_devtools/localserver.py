@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imageguard.apacheconf import python_path, python_path_line
+from imageguard.apache.apacheconf import python_path, python_path_line
 
 __all__ = [
     "APACHE_BIN",
@@ -237,7 +237,7 @@ def make_workdir(prefix: str = "imageguard-apache-") -> Path:
 
 def default_python_path() -> list[str]:
     """Directories to put in front of the embedded interpreter's ``sys.path``: the same
-    as the generated configuration's (:func:`imageguard.apacheconf.python_path`)."""
+    as the generated configuration's (:func:`imageguard.apache.apacheconf.python_path`)."""
     return python_path()
 
 

@@ -41,7 +41,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imageguard.apacheconf import SiteConfig, directory_block, htaccess
+from imageguard.apache.apacheconf import SiteConfig, directory_block, htaccess
 from imageguard_devtools.localserver import (
     ApacheConfig,
     LocalApache,

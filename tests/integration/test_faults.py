@@ -39,10 +39,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imageguard.apacheconf import SiteConfig, directory_block
+from imageguard.apache.apacheconf import SiteConfig, directory_block
+from imageguard.apache.settings import OPTIONS
 from imageguard.identity import sharelinks
 from imageguard.identity.tickets import issue_ticket
-from imageguard.settings import OPTIONS
 from imageguard.store import BUSY_TIMEOUT_S, SAFETY_CHECK_S, SCHEMA_VERSION, AclStore
 from imageguard_devtools.localserver import (
     ApacheConfig,

@@ -28,7 +28,7 @@ from typing import Union
 import pytest
 from PIL import Image
 
-from imageguard.apacheconf import SiteConfig, directory_block
+from imageguard.apache.apacheconf import SiteConfig, directory_block
 from imageguard.identity.tickets import issue_ticket
 
 from .conftest import SECRET, SITE_IDS, SITE_PARAMS, Site, build_site, cli

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from imageguard.apacheconf import SiteConfig, directory_block
+from imageguard.apache.apacheconf import SiteConfig, directory_block
 from imageguard_devtools.localserver import (
     ApacheConfig,
     LocalApache,

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from imageguard.apache.runtime import Runtime
+from imageguard.apache.settings import Settings
 from imageguard.errors import ConfigError, ContentError, RenditionError, StoreError, VariantError
 from imageguard.files.fileversion import FileVersion
 from imageguard.identity import sharelinks
@@ -40,8 +42,6 @@ from imageguard.policy.decision import (
     refusal_for,
 )
 from imageguard.policy.principals import Identity
-from imageguard.runtime import Runtime
-from imageguard.settings import Settings
 from imageguard.store import AclStore
 
 ROOT_DIR = Path(__file__).resolve().parents[2]

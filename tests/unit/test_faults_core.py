@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 import imageguard.store as store_module
+from imageguard.apache.settings import Settings
 from imageguard.errors import ConfigError, StoreError
 from imageguard.identity.sessions import FileSessionReader
 from imageguard.policy.levels import Level
 from imageguard.policy.principals import Identity
-from imageguard.settings import Settings
 from imageguard.store import SCHEMA_VERSION, AclStore, CachedAcl
 
 ALICE = Identity("alice")

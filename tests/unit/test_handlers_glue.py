@@ -80,10 +80,10 @@ def handlers(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType]:
     monkeypatch.setitem(sys.modules, "mod_python", package)
     monkeypatch.setitem(sys.modules, "mod_python.apache", package.apache)
     monkeypatch.setitem(sys.modules, "_apache", c_module)
-    for name in ("imageguard.handlers", "imageguard.adapters"):
+    for name in ("imageguard.handlers", "imageguard.apache.adapters"):
         sys.modules.pop(name, None)
     yield importlib.import_module("imageguard.handlers")
-    for name in ("imageguard.handlers", "imageguard.adapters"):
+    for name in ("imageguard.handlers", "imageguard.apache.adapters"):
         sys.modules.pop(name, None)
 
 
@@ -179,7 +179,7 @@ def test_facts_are_gathered_from_the_request(
     handlers: types.ModuleType, site: tuple[Path, dict[str, str]]
 ) -> None:
     """What the adapters hand the policy (tests/unit/test_decision.py tests the policy)."""
-    adapters = importlib.import_module("imageguard.adapters")
+    adapters = importlib.import_module("imageguard.apache.adapters")
     root, options = site
     headers = {"Accept": ["text/html", "*/*"], "Cookie": ["a=1", "pysid=x"], "X-Y": "z"}
     req = FakeRequest(root, "a.jpg", options, headers=headers, args="v=thumb")
@@ -353,7 +353,7 @@ def test_gatekeeper_fails_closed(
 def test_a_rendition_that_cannot_be_found_after_making_is_500(
     handlers: types.ModuleType, site: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from imageguard.runtime import Runtime
+    from imageguard.apache.runtime import Runtime
 
     root, options = site
     monkeypatch.setattr(
@@ -624,7 +624,7 @@ def test_a_handler_module_that_cannot_load_refuses_with_500(
     handlers: types.ModuleType, site: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root, options = site
-    monkeypatch.setitem(sys.modules, "imageguard.adapters", None)  # the import fails
+    monkeypatch.setitem(sys.modules, "imageguard.apache.adapters", None)  # the import fails
     gatekeeper = importlib.import_module("imageguard.gatekeeper")
     for handler in (handlers.accesshandler, handlers.fixuphandler, gatekeeper.accesshandler):
         req = FakeRequest(root, "open.jpg", options)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from imageguard.apache.runtime import Runtime, runtime_for
 from imageguard.errors import MalformedTicket, StoreError
 from imageguard.identity.tickets import decode_cookie_value, issue_ticket, parse_ticket
-from imageguard.runtime import Runtime, runtime_for
 from imageguard.store import SCHEMA_VERSION, AclStore, CachedAcl
 
 

@@ -69,7 +69,7 @@ def media_type(extension: str) -> str:
     """The media type of files named with *extension* (``.jpg``: ``image/jpeg``).
 
     imageguard sets the Content-Type itself (Apache never sees the image's name, see
-    :mod:`imageguard.adapters`), from this table for the formats it verifies and from
+    :mod:`imageguard.apache.adapters`), from this table for the formats it verifies and from
     the system's ``/etc/mime.types`` for others; ConfigError unless it is an image type.
     """
     ext = extension.lower()

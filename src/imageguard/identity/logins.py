@@ -3,7 +3,7 @@
 Each source implements :class:`~imageguard.policy.decision.LoginSource`: a ``cookie_name``
 (or None) and ``login(facts) -> Login``. The policy (:func:`imageguard.policy.decision.decide`)
 only ever calls ``login``; which source a configuration has is chosen once, when its
-:class:`~imageguard.runtime.Runtime` is built (:func:`login_source`).
+:class:`~imageguard.apache.runtime.Runtime` is built (:func:`login_source`).
 
 * :class:`FileSessionLogin` and :class:`DbmSessionLogin`: the application's mod_python
   session, read-only (:mod:`imageguard.identity.sessions`);
@@ -43,8 +43,8 @@ from .tickets import (
 )
 
 if TYPE_CHECKING:
+    from ..apache.settings import Settings
     from ..policy.decision import LoginSource
-    from ..settings import Settings
     from ..store import CachedAcl
 
 _LOGIN_LIMIT = 4096

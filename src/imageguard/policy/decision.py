@@ -16,7 +16,7 @@
    rendition, else the deny status (with the padlock picture when
    ``imageguard.placeholder`` is on and the request is not a page navigation).
 
-Nothing here imports mod_python: the adapters (:mod:`imageguard.adapters`) gather
+Nothing here imports mod_python: the adapters (:mod:`imageguard.apache.adapters`) gather
 :class:`Facts` from Apache's request and apply the :class:`Outcome`. The three-phase
 configuration calls :func:`decide` once per phase with the phase to stop after; a
 :class:`Progress` kept on the request carries what the earlier phases worked out, so
@@ -62,7 +62,7 @@ from .principals import ANONYMOUS, GUEST, Identity
 from .variants import VariantChoice, choose, requested_variant
 
 if TYPE_CHECKING:
-    from ..runtime import Runtime
+    from ..apache.runtime import Runtime
     from .acl import Decision
 
 # Apache's log levels (syslog's numbers), so that no mod_python import is needed here.

@@ -11,7 +11,7 @@ Layout of the work directory (recreated by :func:`build_demo`)::
     <workdir>/site/                DocumentRoot: every URL but /images goes to the app
     <workdir>/apache/              httpd.conf, logs/, run/, lock/
 
-The Apache configuration is :func:`imageguard.apacheconf.directory_block` for the images
+The Apache configuration is :func:`imageguard.apache.apacheconf.directory_block` for the images
 (the snippet users paste) plus one ``<Directory>`` for the application
 (:mod:`imageguard_devtools.demo.app`), both with the same FileSession settings.
 """
@@ -32,7 +32,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
-from imageguard.apacheconf import SiteConfig, directory_block
+from imageguard.apache.apacheconf import SiteConfig, directory_block
 from imageguard.store import AclStore
 
 from ..localserver import (

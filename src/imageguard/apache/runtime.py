@@ -1,11 +1,12 @@
 """What the handlers keep between requests, and the request-independent steps they take.
 
 A :class:`Runtime` is built once per distinct configuration (see :func:`runtime_for`) and
-holds the parsed :class:`~imageguard.settings.Settings`, the :class:`~imageguard.files.gate.Gate`,
-the login source, the cached ACL and what every answer repeats (its headers). The
-policy (:func:`imageguard.policy.decision.decide`) uses it for the steps that touch the disk
-or the store; the adapters in :mod:`imageguard.adapters` only translate between
-Apache's request and the policy. Nothing here imports mod_python.
+holds the parsed :class:`~imageguard.apache.settings.Settings`, the
+:class:`~imageguard.files.gate.Gate`, the login source, the cached ACL and what every
+answer repeats (its headers). The policy (:func:`imageguard.policy.decision.decide`) uses
+it for the steps that touch the disk or the store; the adapters in
+:mod:`imageguard.apache.adapters` only translate between Apache's request and the
+policy. Nothing here imports mod_python.
 """
 
 from __future__ import annotations
@@ -16,26 +17,26 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from .errors import ConfigError, ContentError, FileChanged, ShareLinkError
-from .files.content import FORMAT_MEDIA_TYPES, ContentChecker, ImageInfo, media_type
-from .files.fileversion import FileVersion
-from .files.gate import ALLOWED_METHODS, FORBIDDEN, NOT_FOUND, Admission, Gate, GateVerdict
-from .files.placeholder import PLACEHOLDER_NAME, locked_image
-from .files.renditioncache import RenditionCache
-from .files.renditions import RenditionSpec, output_format, watermark_text
-from .identity import sharelinks
-from .identity.logins import login_source
-from .identity.secretfile import SecretFile
-from .identity.sessions import LockFactory
-from .identity.sharelinks import ShareGrant
-from .identity.tickets import check_timeout
-from .policy.acl import Decision
-from .policy.decision import Facts, Login, LoginSource
-from .policy.levels import Level
-from .policy.principals import Identity
+from ..errors import ConfigError, ContentError, FileChanged, ShareLinkError
+from ..files.content import FORMAT_MEDIA_TYPES, ContentChecker, ImageInfo, media_type
+from ..files.fileversion import FileVersion
+from ..files.gate import ALLOWED_METHODS, FORBIDDEN, NOT_FOUND, Admission, Gate, GateVerdict
+from ..files.placeholder import PLACEHOLDER_NAME, locked_image
+from ..files.renditioncache import RenditionCache
+from ..files.renditions import RenditionSpec, output_format, watermark_text
+from ..identity import sharelinks
+from ..identity.logins import login_source
+from ..identity.secretfile import SecretFile
+from ..identity.sessions import LockFactory
+from ..identity.sharelinks import ShareGrant
+from ..identity.tickets import check_timeout
+from ..policy.acl import Decision
+from ..policy.decision import Facts, Login, LoginSource
+from ..policy.levels import Level
+from ..policy.principals import Identity
+from ..store import CachedAcl
+from ..support.boundedcache import BoundedCache
 from .settings import Settings, is_relevant
-from .store import CachedAcl
-from .support.boundedcache import BoundedCache
 
 _SPEC_LIMIT = 4096
 _ADMITTED_LIMIT = 100_000

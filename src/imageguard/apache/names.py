@@ -1,7 +1,7 @@
 """The names imageguard shares with Apache's configuration, each defined once.
 
-The generated configuration (:mod:`imageguard.apacheconf`) writes them and the
-handlers (:mod:`imageguard.adapters`) read them; both import them from here.
+The generated configuration (:mod:`imageguard.apache.apacheconf`) writes them and the
+handlers (:mod:`imageguard.apache.adapters`) read them; both import them from here.
 """
 
 from __future__ import annotations

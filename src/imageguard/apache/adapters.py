@@ -43,9 +43,8 @@ from typing import Any, NamedTuple
 
 from mod_python import apache
 
-from .errors import RenditionError
-from .names import ADMITTED_ENV, FIXUP_HANDLER, LOGIN_COOKIE_ENV
-from .policy.decision import (
+from ..errors import RenditionError
+from ..policy.decision import (
     NO_STORE,
     Action,
     Facts,
@@ -58,13 +57,14 @@ from .policy.decision import (
     decide,
     refusal_for,
 )
+from ..support.safetext import one_line
+from .names import ADMITTED_ENV, FIXUP_HANDLER, LOGIN_COOKIE_ENV
 from .runtime import Runtime, runtime_for
-from .support.safetext import one_line
 
 import _apache  # isort: skip  (mod_python's C module; exists only inside Apache)
 
 #: What the gatekeeper sets in the request's environment for what it admits
-#: (:data:`~imageguard.names.ADMITTED_ENV`); its configuration has Apache itself
+#: (:data:`~imageguard.apache.names.ADMITTED_ENV`); its configuration has Apache itself
 #: (mod_authz_core, in C) refuse anything without it.
 ADMITTED = ADMITTED_ENV
 

@@ -3,19 +3,19 @@
 Each :class:`Option` says everything imageguard knows about one option, and every
 place that needs an option reads :data:`TABLE`:
 
-* :meth:`imageguard.settings.Settings.from_options` parses each option with its
-  :attr:`Option.parse` into the :class:`~imageguard.settings.Settings` field
+* :meth:`imageguard.apache.settings.Settings.from_options` parses each option with its
+  :attr:`Option.parse` into the :class:`~imageguard.apache.settings.Settings` field
   :attr:`Option.field` (only the checks that weigh several options are written there);
-* :class:`imageguard.apacheconf.SiteConfig` writes each option from its field
+* :class:`imageguard.apache.apacheconf.SiteConfig` writes each option from its field
   :attr:`Option.site`, in the table's order, in the block ``imageguard apache-conf`` prints;
 * ``imageguard apache-conf`` has a flag for each option (see :func:`flag_name`), whose
-  value becomes that :class:`~imageguard.apacheconf.SiteConfig` field;
+  value becomes that :class:`~imageguard.apache.apacheconf.SiteConfig` field;
 * ``imageguard options`` prints the table (:func:`listing`);
 * the documentation's option tables are :func:`markdown_table` between the
   :func:`markers` (a unit test compares them; ``make options-table`` rewrites them).
 
 The options of the application's mod_python session (``mod_python.session.*``) are not
-imageguard's: they are read with mod_python's own precedence in :mod:`imageguard.settings`.
+imageguard's: they are read with mod_python's own precedence in :mod:`imageguard.apache.settings`.
 """
 
 from __future__ import annotations
@@ -27,20 +27,20 @@ from typing import Any
 
 from PIL import Image
 
-from .errors import ConfigError, ShareLinkError
-from .files.content import DEFAULT_MAX_PIXELS, media_type
-from .files.gate import DEFAULT_EXTENSIONS, parse_extensions
-from .files.renditions import (
+from ..errors import ConfigError, ShareLinkError
+from ..files.content import DEFAULT_MAX_PIXELS, media_type
+from ..files.gate import DEFAULT_EXTENSIONS, parse_extensions
+from ..files.renditions import (
     DEFAULT_PREVIEW_SIZE,
     DEFAULT_THUMB_SIZE,
     DEFAULT_WATERMARK,
     check_watermark_template,
 )
-from .identity.cookies import COOKIE_NAME
-from .identity.sharelinks import check_realm
-from .identity.tickets import DEFAULT_DIGEST, DEFAULT_TIMEOUT_S, check_digest_name
+from ..identity.cookies import COOKIE_NAME
+from ..identity.sharelinks import check_realm
+from ..identity.tickets import DEFAULT_DIGEST, DEFAULT_TIMEOUT_S, check_digest_name
+from ..support.durations import parse_duration
 from .names import OPTION_PREFIX
-from .support.durations import parse_duration
 
 #: Where logins come from: the application's mod_python session, or auth_tkt tickets.
 SESSION_SOURCES = ("modpython", "auth_tkt")
@@ -59,10 +59,10 @@ class Option:
 
     #: The ``PythonOption`` name.
     name: str
-    #: The :class:`~imageguard.settings.Settings` field it fills ("" for the two parts
+    #: The :class:`~imageguard.apache.settings.Settings` field it fills ("" for the two parts
     #: of ``session_keys``).
     field: str
-    #: The :class:`~imageguard.apacheconf.SiteConfig` field ``apache-conf`` writes it from.
+    #: The :class:`~imageguard.apache.apacheconf.SiteConfig` field ``apache-conf`` writes it from.
     site: str
     parse: Parser
     #: What :attr:`parse` falls back to when the option is not set.

@@ -2,8 +2,8 @@
 
 Apache hands every request the merged options of its directory. Parsing them costs
 time, so :class:`Settings` is built once per distinct set of options and kept (see
-:mod:`imageguard.runtime`); a wrong value raises :class:`ConfigError` naming the option.
-Each option is parsed as its row of :data:`imageguard.options.TABLE` says; only the
+:mod:`imageguard.apache.runtime`); a wrong value raises :class:`ConfigError` naming the option.
+Each option is parsed as its row of :data:`imageguard.apache.options.TABLE` says; only the
 checks that weigh several options, and the application's own mod_python session
 options (read with mod_python's precedence), are written here.
 """
@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigError
-from .files.content import EXTENSION_FORMATS
-from .identity.sessions import DEFAULT_COOKIE, SessionKeys
+from ..errors import ConfigError
+from ..files.content import EXTENSION_FORMATS
+from ..identity.sessions import DEFAULT_COOKIE, SessionKeys
 from .names import OPTION_PREFIX
 from .options import BY_NAME, DENY_STATUSES, SESSION_SOURCES, TABLE, cookie_name
 
@@ -41,7 +41,7 @@ SESSION_PREFIXES = (
 )
 SESSION_TYPES = ("FileSession", "DbmSession")
 
-#: Every option imageguard reads, with its meaning (from :data:`imageguard.options.TABLE`).
+#: Every option imageguard reads, with its meaning (from :data:`imageguard.apache.options.TABLE`).
 OPTIONS: dict[str, str] = {option.name: option.meaning for option in TABLE}
 
 
@@ -55,7 +55,7 @@ class Settings:
     """Everything imageguard's handlers need to know about one directory.
 
     Built by :meth:`from_options` only: each field but the session's comes from the
-    option :data:`imageguard.options.TABLE` names it in, with the default given there.
+    option :data:`imageguard.apache.options.TABLE` names it in, with the default given there.
     """
 
     root: str

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import imageguard
 
-from .errors import ConfigError
-from .identity.cookies import COOKIE_NAME
+from ..errors import ConfigError
+from ..identity.cookies import COOKIE_NAME
 from .names import ADMITTED_ENV, GATEKEEPER_MODULE, HANDLER_MODULE, INTERPRETER, LOGIN_COOKIE_ENV
 from .options import TABLE
 
@@ -81,8 +81,8 @@ def python_path_directive(extra: list[str] | None = None) -> str:
 class SiteConfig:
     """What a site tells imageguard about itself; the defaults match mod_python's.
 
-    Each field but those in :data:`SITE_ONLY` is the :attr:`~imageguard.options.Option.site`
-    of one option in :data:`imageguard.options.TABLE`, which writes it when it differs
+    Each field but those in :data:`SITE_ONLY` is the :attr:`~imageguard.apache.options.Option.site`
+    of one option in :data:`imageguard.apache.options.TABLE`, which writes it when it differs
     from the default here (a unit test checks the two name the same fields).
     """
 
