@@ -45,9 +45,9 @@ class Concern:
 #: shared) imports no mod_python; shared imports no other concern.
 CONCERNS = (
     Concern(
-        "tools",
-        "tools: the imageguard command",
-        ("cli", "imagecommands", "progress"),
+        "cli",
+        "cli/: the imageguard command",
+        ("cli.commandline", "cli.commands", "cli.imagecommands", "cli.progress"),
         "#f2f2f2",
         "#6b6b6b",
     ),
@@ -127,7 +127,7 @@ PURE_CORE = ("policy", "identity", "files", "store", "support")
 #: Imported by everyone and importing no other concern: drawn without arrows.
 LEAF = "support"
 #: The two rows of concerns (left to right); the leaf concern is a bar below them.
-ROWS = (("tools", "apache", "store"), ("identity", "policy", "files"))
+ROWS = (("cli", "apache", "store"), ("identity", "policy", "files"))
 
 APACHE_FILL, APACHE_STROKE = "#ffffff", "#1d2b3a"
 
@@ -436,7 +436,7 @@ MAP_X, MAP_W = 20, 880
 MOD_W, MOD_H, MOD_GAP_X, MOD_GAP_Y = 118, 26, 10, 9
 PAD, TITLE_H = 12, 32
 ROW_TOP = (118, 372)
-ROW_COLUMNS = {"tools": 2, "apache": 3, "store": 1, "identity": 2, "policy": 2, "files": 2}
+ROW_COLUMNS = {"cli": 2, "apache": 3, "store": 1, "identity": 2, "policy": 2, "files": 2}
 LEAF_TOP = 618
 LANE_X, LANE_W = 930, 450
 STEP_TOP, STEP_PITCH, STEP_H = 104, 47, 36

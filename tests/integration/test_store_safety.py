@@ -50,6 +50,7 @@ import pytest
 
 import imageguard.cli as cli_module
 import imageguard.store as store_module
+from imageguard.cli.commandline import build_parser
 from imageguard.identity.tickets import issue_ticket
 from imageguard.policy.levels import Level
 from imageguard.policy.principals import Identity
@@ -750,7 +751,7 @@ def path_for(pattern: str, user: str | None) -> str:
 def explain_all(db: Path, patterns: list[str]) -> list[tuple[int, str]]:
     """``imageguard explain`` (the command's own code, in this process) for every viewer
     on a path of every pattern: (exit status, output) each."""
-    parser = cli_module.build_parser()
+    parser = build_parser()
     answers = []
     for user, groups in VIEWERS:
         who = (["--user", user] if user else []) + [f"--group={g}" for g in groups]

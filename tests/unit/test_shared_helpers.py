@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from imageguard import imagecommands
+from imageguard.cli import imagecommands
 from imageguard.errors import FormatMismatch
 from imageguard.files.content import EXTENSION_FORMATS, ContentChecker
 from imageguard.files.fileversion import FileVersion, stat_validator, validator

@@ -16,17 +16,17 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from .apache.apacheconf import read_python_options
-from .apache.runtime import Runtime
-from .apache.settings import Settings
-from .errors import ConfigError, ContentError
-from .files.content import ContentChecker
-from .files.gate import Gate
-from .files.renditions import check_renders
-from .policy.levels import Level
-from .policy.principals import GUEST
+from ..apache.apacheconf import read_python_options
+from ..apache.runtime import Runtime
+from ..apache.settings import Settings
+from ..errors import ConfigError, ContentError
+from ..files.content import ContentChecker
+from ..files.gate import Gate
+from ..files.renditions import check_renders
+from ..policy.levels import Level
+from ..policy.principals import GUEST
+from ..support.safetext import one_line
 from .progress import ProgressBar
-from .support.safetext import one_line
 
 CONF_ENV = "IMAGEGUARD_CONF"
 ROOT_ENV = "IMAGEGUARD_ROOT"
