@@ -46,7 +46,7 @@ class Concern:
 CONCERNS = (
     Concern(
         "cli",
-        "cli/: the imageguard command",
+        "cli/: commands",
         ("cli.commandline", "cli.commands", "cli.imagecommands", "cli.progress"),
         "#f2f2f2",
         "#6b6b6b",
@@ -68,7 +68,13 @@ CONCERNS = (
         "#fff1dc",
         "#d07000",
     ),
-    Concern("store", "store: SQLite", ("store",), "#fbf5d5", "#a08000"),
+    Concern(
+        "store",
+        "store/: SQLite",
+        ("store.cached", "store.aclstore", "store.stamp", "store.database", "store.exchange"),
+        "#fbf5d5",
+        "#a08000",
+    ),
     Concern(
         "identity",
         "identity/: who is asking",
@@ -195,7 +201,16 @@ STEPS = (
         "decision._acl",
         "store.CachedAcl: the rules; a share link",
         "store",
-        ("store", "policy.acl", "policy.patterns", "policy.principals", "identity.sharelinks"),
+        (
+            "store.cached",
+            "store.stamp",
+            "store.aclstore",
+            "store.database",
+            "policy.acl",
+            "policy.patterns",
+            "policy.principals",
+            "identity.sharelinks",
+        ),
         inner=True,
     ),
     Step(
@@ -436,7 +451,7 @@ MAP_X, MAP_W = 20, 880
 MOD_W, MOD_H, MOD_GAP_X, MOD_GAP_Y = 118, 26, 10, 9
 PAD, TITLE_H = 12, 32
 ROW_TOP = (118, 372)
-ROW_COLUMNS = {"cli": 2, "apache": 3, "store": 1, "identity": 2, "policy": 2, "files": 2}
+ROW_COLUMNS = {"cli": 1, "apache": 3, "store": 2, "identity": 2, "policy": 2, "files": 2}
 LEAF_TOP = 618
 LANE_X, LANE_W = 930, 450
 STEP_TOP, STEP_PITCH, STEP_H = 104, 47, 36

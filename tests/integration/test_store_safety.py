@@ -49,7 +49,7 @@ from typing import Any
 import pytest
 
 import imageguard.cli as cli_module
-import imageguard.store as store_module
+import imageguard.store.database as database_module
 from imageguard.cli.commandline import build_parser
 from imageguard.identity.tickets import issue_ticket
 from imageguard.policy.levels import Level
@@ -476,7 +476,7 @@ def test_a_full_disk_during_an_import_is_told_in_one_line(
     before = read_state(str(db))
     big = tmp_path / "big.txt"
     big.write_text("".join(f"rule big/{i}/x.jpg user:u{i} full\n" for i in range(3000)))
-    connect = store_module._connect
+    connect = database_module._connect
 
     def small_disk(path: str, *, create: bool) -> sqlite3.Connection:
         conn = connect(path, create=create)
@@ -484,7 +484,7 @@ def test_a_full_disk_during_an_import_is_told_in_one_line(
         conn.execute(f"PRAGMA max_page_count = {pages + 2}")  # full after 2 more pages
         return conn
 
-    monkeypatch.setattr(store_module, "_connect", small_disk)
+    monkeypatch.setattr(database_module, "_connect", small_disk)
     status = cli_module.main(["--db", str(db), "import", str(big)])
     monkeypatch.undo()
     err = capsys.readouterr().err
@@ -526,7 +526,7 @@ def test_creation_racing_another_process_is_not_a_foreign_file(
     """Another process creates the store just after this one found it empty: this one
     must not take the new tables for another program's."""
     db = tmp_path / "acl.db"
-    real = store_module._schema_version
+    real = database_module._schema_version
     first = [True]
 
     def then_another_process_creates_it(conn: sqlite3.Connection, path: str) -> int:
@@ -536,7 +536,7 @@ def test_creation_racing_another_process_is_not_a_foreign_file(
             assert run_cli(db, "init").returncode == 0
         return version
 
-    monkeypatch.setattr(store_module, "_schema_version", then_another_process_creates_it)
+    monkeypatch.setattr(database_module, "_schema_version", then_another_process_creates_it)
     with AclStore.create(db) as store:
         store.grant("a/", "anyone", "full")
     assert not first[0]
