@@ -193,6 +193,39 @@ def test_every_function_the_page_names_exists() -> None:
     assert not missing, f"docs/architecture.md names what does not exist: {missing}"
 
 
+def _tree_of_the_page() -> tuple[set[str], set[str]]:
+    """The modules (dotted below imageguard) and subpackages that the page's package tree
+    lists under ``src/imageguard/``, each where its indentation puts it."""
+    section = DOC.read_text().split("## The package tree", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```text\n", 1)[1].split("```", 1)[0]
+    modules: set[str] = set()
+    packages: set[str] = set()
+    inside: list[str] = []
+    lines = block.splitlines()
+    assert lines[0] == "src/imageguard/", lines[0]
+    for line in lines[1:]:
+        if not line.startswith(" "):  # the next tree (imageguard_devtools)
+            break
+        depth = (len(line) - len(line.lstrip(" "))) // 2 - 1
+        name = line.split()[0]
+        if not name.endswith(("/", ".py")):
+            continue  # the continuation of a description
+        inside = inside[:depth]
+        if name.endswith("/"):
+            inside.append(name[:-1])
+            packages.add(".".join(inside))
+        else:
+            modules.add(".".join([*inside, name.removesuffix(".py")]))
+    return modules, packages
+
+
+def test_the_package_tree_of_the_page_is_the_package() -> None:
+    listed, packages = _tree_of_the_page()
+    modules = architecture.package_modules()
+    assert packages == {m for m, p in modules.items() if p.name == "__init__.py"} - {"__init__"}
+    assert listed == {m for m, path in modules.items() if not _unlisted(m, path)}
+
+
 def test_the_steps_of_the_page_match_the_diagram() -> None:
     """Each numbered step of the page names the call the diagram shows for it."""
     text = DOC.read_text().split("## One request, in one pass", 1)[1].split("\n## ", 1)[0]
