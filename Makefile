@@ -54,7 +54,7 @@ test: lint
 	exit $$status
 
 demo: deps
-	PORT=$(PORT) $(VPY) -m imageguard.demo
+	PORT=$(PORT) $(VPY) -m imageguard_devtools.demo
 
 # The atheris fuzz targets of fuzz/ (tickets, cookies, share links), 60 s each; failing
 # inputs are kept in fuzz/artifacts/. make test runs each for a few seconds.
@@ -80,13 +80,13 @@ bench: deps
 
 # Rewrite the example files in apache_conf/ from the generator (a unit test compares them).
 apache-conf: deps
-	$(VPY) -c "from imageguard.apacheconf import shipped_files; \
+	$(VPY) -c "from imageguard.apache.apacheconf import shipped_files; \
 	[open('apache_conf/' + n, 'w').write(t) for n, t in shipped_files().items()]"
 
-# Rewrite the option tables in README.md and docs/ from imageguard.options (a unit test
-# compares them).
+# Rewrite the option tables in README.md and docs/ from imageguard.apache.options (a unit
+# test compares them).
 options-table: deps
-	$(VPY) -c "import pathlib; from imageguard.options import rewrite_tables; \
+	$(VPY) -c "import pathlib; from imageguard.apache.options import rewrite_tables; \
 	[p.write_text(rewrite_tables(p.read_text())) for p in \
 	[pathlib.Path('README.md'), *pathlib.Path('docs').glob('*.md')]]"
 

@@ -15,8 +15,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from imageguard.levels import Level
-from imageguard.principals import Identity
+from imageguard.policy.levels import Level
+from imageguard.policy.principals import Identity
 from imageguard.store import AclStore, CachedAcl
 
 

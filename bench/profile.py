@@ -28,9 +28,9 @@ import servers
 import wrk
 from run import cpu_plan, make_sessions
 
-from imageguard.apacheconf import directory_block, python_path_directive
-from imageguard.localserver import machine_facts
-from imageguard.names import GATEKEEPER_MODULE, INTERPRETER
+from imageguard.apache.apacheconf import directory_block, python_path_directive
+from imageguard.apache.names import GATEKEEPER_MODULE, INTERPRETER
+from imageguard_devtools.localserver import machine_facts
 
 TIMED_INTERPRETER = "imageguard_timed"
 TIMED_IMPORT = f"PythonImport mod_python.apache {TIMED_INTERPRETER}"

@@ -42,8 +42,8 @@ from servers import (
     running_bench,
 )
 
-from imageguard.localserver import machine_facts
-from imageguard.tickets import issue_ticket
+from imageguard.identity.tickets import issue_ticket
+from imageguard_devtools.localserver import machine_facts
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

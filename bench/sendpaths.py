@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import wrk
 
-from imageguard.localserver import (
+from imageguard_devtools.localserver import (
     ApacheConfig,
     LocalApache,
     machine_facts,

@@ -24,8 +24,14 @@ from pathlib import Path
 
 from PIL import Image
 
-from imageguard.apacheconf import SiteConfig, directory_block, python_path, python_path_directive
-from imageguard.localserver import (
+from imageguard.apache.apacheconf import (
+    SiteConfig,
+    directory_block,
+    python_path,
+    python_path_directive,
+)
+from imageguard.store import AclStore
+from imageguard_devtools.localserver import (
     MODULES_DIR,
     ApacheConfig,
     LocalApache,
@@ -33,7 +39,6 @@ from imageguard.localserver import (
     prepare_readable,
     prepare_writable,
 )
-from imageguard.store import AclStore
 
 APPS = Path(__file__).resolve().parent / "apps"
 SECRET = "benchmark-ticket-secret-0123456789"

@@ -1,4 +1,4 @@
-"""atheris target: Cookie headers (imageguard.cookies).
+"""atheris target: Cookie headers (imageguard.identity.cookies).
 
 Input: the first byte picks a mode and a cookie name, the rest is the payload.
 
@@ -19,7 +19,7 @@ import atheris
 import fuzzmain
 
 with atheris.instrument_imports(include=["imageguard"]):
-    from imageguard.cookies import find_cookie, unquote
+    from imageguard.identity.cookies import find_cookie, unquote
 
 NAMES = ("auth_tkt", "pysid", "x", "a-b.c")
 

@@ -1,4 +1,4 @@
-"""atheris target: share links (imageguard.sharelinks).
+"""atheris target: share links (imageguard.identity.sharelinks).
 
 Input: the first byte picks a mode, the rest is the payload.
 
@@ -22,9 +22,9 @@ import atheris
 import fuzzmain
 
 with atheris.instrument_imports(include=["imageguard"]):
-    from imageguard import sharelinks
     from imageguard.errors import ShareLinkError
-    from imageguard.levels import Level
+    from imageguard.identity import sharelinks
+    from imageguard.policy.levels import Level
 
 SECRET = b"fuzz-links-secret-0123456789abcd"
 REALM = "/srv/images"

@@ -1,4 +1,4 @@
-"""atheris target: auth_tkt cookie values (imageguard.tickets).
+"""atheris target: auth_tkt cookie values (imageguard.identity.tickets).
 
 Input: the first byte picks a mode, the second a digest, the rest is the payload.
 
@@ -22,7 +22,7 @@ import fuzzmain
 
 with atheris.instrument_imports(include=["imageguard"]):
     from imageguard.errors import TicketError
-    from imageguard.tickets import (
+    from imageguard.identity.tickets import (
         ParsedTicket,
         TicketVerifier,
         VerifiedTicket,

@@ -1,7 +1,7 @@
 """make soak: imageguard under load while the rights change, against a real Apache.
 
 For each MPM (event, prefork) it builds a site like a deployment of imageguard's
-default one-phase configuration (the gatekeeper block ``imageguard.apacheconf``
+default one-phase configuration (the gatekeeper block ``imageguard.apache.apacheconf``
 writes): an image tree of small JPEGs, an ACL store, real mod_python FileSession
 logins made by an application (``apps/soaklogin.py``) at ``/app``, the images at
 ``/images`` (logins from those sessions) and again at ``/tkt`` (logins from auth_tkt
@@ -82,9 +82,11 @@ from soakmodel import (  # noqa: E402
     check,
 )
 
-from imageguard.apacheconf import SiteConfig, directory_block  # noqa: E402
-from imageguard.levels import Level  # noqa: E402
-from imageguard.localserver import (  # noqa: E402
+from imageguard.apache.apacheconf import SiteConfig, directory_block  # noqa: E402
+from imageguard.files.renditions import fitted_size  # noqa: E402
+from imageguard.policy.levels import Level  # noqa: E402
+from imageguard.store import AclStore  # noqa: E402
+from imageguard_devtools.localserver import (  # noqa: E402
     ApacheConfig,
     LocalApache,
     machine_facts,
@@ -92,8 +94,6 @@ from imageguard.localserver import (  # noqa: E402
     prepare_readable,
     prepare_writable,
 )
-from imageguard.renditions import fitted_size  # noqa: E402
-from imageguard.store import AclStore  # noqa: E402
 
 APPS = HERE / "apps"
 RESULTS = HERE / "results"
@@ -753,7 +753,7 @@ def preflight(site: Site, plan: Plan, rng: random.Random, count: int = 60) -> No
 
 
 def _login_for(plan: Plan, kind: int, user: int, stamp: int) -> tuple[Login, str, str]:
-    from imageguard.tickets import issue_ticket
+    from imageguard.identity.tickets import issue_ticket
 
     if kind == SESSION:
         return (
@@ -977,7 +977,7 @@ def report(mpm: str, args: argparse.Namespace, began: float, **run: Any) -> dict
             "graceful": not args.no_graceful,
             "lookback_s": args.lookback,
             "seed": args.seed,
-            "configuration": "one-phase gatekeeper (imageguard.apacheconf.directory_block), "
+            "configuration": "one-phase gatekeeper (imageguard.apache.apacheconf.directory_block), "
             f"FileSession at /images, auth_tkt at /tkt, thumb_size {THUMB_SIZE}, "
             f"preview_size {PREVIEW_SIZE}, originals {ORIGINAL[0]}x{ORIGINAL[1]}",
         },

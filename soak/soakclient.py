@@ -29,8 +29,8 @@ from typing import Any
 
 from soakmodel import NO_ANSWER, REFUSED, UNRECOGNISED
 
-from imageguard.levels import Level
-from imageguard.tickets import issue_ticket
+from imageguard.identity.tickets import issue_ticket
+from imageguard.policy.levels import Level
 
 #: The fields of a logged request, in order.
 RECORD_FIELDS = (

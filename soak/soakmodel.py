@@ -32,10 +32,10 @@ state of its window: the request is one that would show the old grant if the rev
 had been seen late.
 
 The expected answers come from imageguard's own pure code, fed the model's state:
-:func:`imageguard.acl.decide` (with the store's group memberships added to the login's
-groups, as :class:`imageguard.store.CachedAcl` does), :func:`imageguard.variants.choose`
+:func:`imageguard.policy.acl.decide` (with the store's group memberships added to the login's
+groups, as :class:`imageguard.store.CachedAcl` does), :func:`imageguard.policy.variants.choose`
 with downgrading on (the default), and the ticket revocation rule of
-:mod:`imageguard.runtime` (a ticket stamped at or before the user's revocation moment
+:mod:`imageguard.apache.runtime` (a ticket stamped at or before the user's revocation moment
 logs nobody in).
 """
 
@@ -45,11 +45,11 @@ import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from imageguard.acl import Decision, Rule, decide
-from imageguard.levels import Level
-from imageguard.patterns import anchors_for
-from imageguard.principals import ANONYMOUS, Identity
-from imageguard.variants import choose
+from imageguard.policy.acl import Decision, Rule, decide
+from imageguard.policy.levels import Level
+from imageguard.policy.patterns import anchors_for
+from imageguard.policy.principals import ANONYMOUS, Identity
+from imageguard.policy.variants import choose
 
 #: What a response delivered, beyond the levels (0 = refused, 1 thumb, 2 preview, 3 full).
 REFUSED = int(Level.DENY)

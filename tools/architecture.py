@@ -5,9 +5,11 @@ the concerns, and the path of one request (docs/images/architecture.svg).
     python3 tools/architecture.py --check   # exit 1 if the committed drawing is stale
 
 The modules and their imports are read from src/imageguard with :mod:`ast` (nothing is
-imported); the concerns are the table :data:`CONCERNS` below. A module that is in no
-concern, or in two, or a concern naming a module that does not exist, stops the script
-with an error: the drawing cannot silently fall behind the code. The SVG is laid out by
+imported); the concerns are the table :data:`CONCERNS` below, each one the subpackage
+of its name (plus, for some, modules at the package's top level). A module that is in no
+concern, or in two, or in another concern than its subpackage's, or a concern naming a
+module that does not exist, stops the script with an error: the drawing cannot silently
+fall behind the code. The SVG is laid out by
 hand (fixed coordinates computed here, standard library only), so it is byte-for-byte
 the same on every machine.
 """
@@ -17,7 +19,7 @@ from __future__ import annotations
 import argparse
 import ast
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -36,79 +38,103 @@ class Concern:
     stroke: str
 
 
-#: Every module of the package, by concern. The pure core (policy, identity, files,
-#: store, shared) imports no mod_python; shared imports no other concern.
+#: Every module of the package, by concern, in the order they are drawn: by dotted name
+#: below imageguard. A concern is the subpackage of its name (all of its modules; its
+#: ``__init__`` and ``__main__`` belong to it without being listed), and may also hold
+#: modules of the package's top level. The pure core (policy, identity, files, store,
+#: shared) imports no mod_python; shared imports no other concern.
 CONCERNS = (
     Concern(
-        "tools",
-        "tools: CLI, tests, demo",
-        ("cli", "imagecommands", "progress", "localserver", "demo"),
+        "cli",
+        "cli/: commands",
+        ("cli.commandline", "cli.commands", "cli.imagecommands", "cli.progress"),
         "#f2f2f2",
         "#6b6b6b",
     ),
     Concern(
         "apache",
-        "apache: handlers, adapters, configuration",
+        "apache/ and the modules Apache names",
         (
             "handlers",
             "gatekeeper",
-            "adapters",
-            "runtime",
-            "settings",
-            "options",
-            "names",
-            "apacheconf",
+            "apache.adapters",
+            "apache.runtime",
+            "apache.settings",
+            "apache.options",
+            "apache.names",
+            "apache.apacheconf",
             "__init__",
         ),
         "#fff1dc",
         "#d07000",
     ),
-    Concern("store", "store: SQLite", ("store",), "#fbf5d5", "#a08000"),
+    Concern(
+        "store",
+        "store/: SQLite",
+        ("store.cached", "store.aclstore", "store.stamp", "store.database", "store.exchange"),
+        "#fbf5d5",
+        "#a08000",
+    ),
     Concern(
         "identity",
-        "identity: who is asking",
-        ("logins", "sessions", "tickets", "cookies", "sharelinks", "signer", "secretfile"),
+        "identity/: who is asking",
+        (
+            "identity.logins",
+            "identity.sessions",
+            "identity.tickets",
+            "identity.cookies",
+            "identity.sharelinks",
+            "identity.signer",
+            "identity.secretfile",
+        ),
         "#f1e9f9",
         "#7a4cad",
     ),
     Concern(
         "policy",
-        "policy: who may see what",
-        ("decision", "acl", "variants", "levels", "principals", "patterns"),
+        "policy/: who may see what",
+        (
+            "policy.decision",
+            "policy.acl",
+            "policy.variants",
+            "policy.levels",
+            "policy.principals",
+            "policy.patterns",
+        ),
         "#e7effa",
         "#3565a8",
     ),
     Concern(
         "files",
-        "files: which bytes are sent",
+        "files/: which bytes are sent",
         (
-            "gate",
-            "beneath",
-            "content",
-            "fileversion",
-            "heldcalls",
-            "renditioncache",
-            "renditions",
-            "placeholder",
+            "files.gate",
+            "files.beneath",
+            "files.content",
+            "files.fileversion",
+            "files.heldcalls",
+            "files.renditioncache",
+            "files.renditions",
+            "files.placeholder",
         ),
         "#e5f4e9",
         "#2c8548",
     ),
     Concern(
-        "shared",
-        "shared",
-        ("errors", "boundedcache", "safetext", "durations"),
+        "support",
+        "support/ and errors: shared",
+        ("errors", "support.boundedcache", "support.safetext", "support.durations"),
         "#e6f3f3",
         "#2a7f7f",
     ),
 )
 
 #: The concerns of the pure core: none of their modules may import mod_python.
-PURE_CORE = ("policy", "identity", "files", "store", "shared")
+PURE_CORE = ("policy", "identity", "files", "store", "support")
 #: Imported by everyone and importing no other concern: drawn without arrows.
-LEAF = "shared"
+LEAF = "support"
 #: The two rows of concerns (left to right); the leaf concern is a bar below them.
-ROWS = (("tools", "apache", "store"), ("identity", "policy", "files"))
+ROWS = (("cli", "apache", "store"), ("identity", "policy", "files"))
 
 APACHE_FILL, APACHE_STROKE = "#ffffff", "#1d2b3a"
 
@@ -139,28 +165,28 @@ STEPS = (
         "adapters.gatekeeper",
         "schedules the fixup; runtime_for: the configuration",
         "apache",
-        ("adapters", "runtime", "settings", "options"),
+        ("apache.adapters", "apache.runtime", "apache.settings", "apache.options"),
     ),
     Step(
         4,
         "adapters._facts",
         "Facts: method, file, query, cookies, client, Accept",
         "apache",
-        ("adapters",),
+        ("apache.adapters",),
     ),
     Step(
         5,
         "decision.decide",
         "the whole policy, no mod_python: steps 6 to 9",
         "policy",
-        ("decision",),
+        ("policy.decision",),
     ),
     Step(
         6,
         "decision._gate",
         "gate.Gate: checks; opens the file, no link followed",
         "files",
-        ("gate", "beneath", "fileversion"),
+        ("files.gate", "files.beneath", "files.fileversion"),
         inner=True,
     ),
     Step(
@@ -168,7 +194,7 @@ STEPS = (
         "decision._login",
         "the LoginSource: session or ticket",
         "identity",
-        ("logins", "sessions", "tickets", "cookies"),
+        ("identity.logins", "identity.sessions", "identity.tickets", "identity.cookies"),
         inner=True,
     ),
     Step(
@@ -176,7 +202,16 @@ STEPS = (
         "decision._acl",
         "store.CachedAcl: the rules; a share link",
         "store",
-        ("store", "acl", "patterns", "principals", "sharelinks"),
+        (
+            "store.cached",
+            "store.stamp",
+            "store.aclstore",
+            "store.database",
+            "policy.acl",
+            "policy.patterns",
+            "policy.principals",
+            "identity.sharelinks",
+        ),
         inner=True,
     ),
     Step(
@@ -184,7 +219,13 @@ STEPS = (
         "decision._authorize",
         "variants.choose: the original or a rendition",
         "policy",
-        ("variants", "content", "renditioncache", "renditions", "placeholder"),
+        (
+            "policy.variants",
+            "files.content",
+            "files.renditioncache",
+            "files.renditions",
+            "files.placeholder",
+        ),
         inner=True,
     ),
     Step(
@@ -192,14 +233,14 @@ STEPS = (
         "decision.Outcome",
         "admit, redirect or refuse: status, headers, log line",
         "policy",
-        ("decision",),
+        ("policy.decision",),
     ),
     Step(
         11,
         "adapters._apply",
         "req.user, headers, log; req.filename = /proc/self/fd/N",
         "apache",
-        ("adapters",),
+        ("apache.adapters",),
     ),
     Step(12, "Apache: authorization", "Require env IMAGEGUARD_ADMITTED, in C", ""),
     Step(
@@ -207,7 +248,7 @@ STEPS = (
         "adapters.fixuphandler",
         "admitted, same file, same type, no other handler?",
         "apache",
-        ("handlers", "adapters"),
+        ("handlers", "apache.adapters"),
     ),
     Step(14, "Apache's file handler", "sends the bound descriptor; cleanup closes it", ""),
 )
@@ -220,14 +261,35 @@ class ArchitectureError(Exception):
 # --------------------------------------------------------------------------- reading
 
 
-def package_modules() -> dict[str, list[Path]]:
-    """Module name -> its source files: each ``*.py``, and each subpackage as one."""
-    found: dict[str, list[Path]] = {}
-    for path in sorted(PACKAGE.glob("*.py")):
-        found[path.stem] = [path]
-    for init in sorted(PACKAGE.glob("*/__init__.py")):
-        found[init.parent.name] = sorted(init.parent.rglob("*.py"))
+def package_modules() -> dict[str, Path]:
+    """Module name -> its source file, for every ``*.py`` of the package. Names are
+    dotted below ``imageguard`` (``policy.acl``); a subpackage's ``__init__`` is named
+    after the subpackage (``store``), the package's own is ``__init__``."""
+    found: dict[str, Path] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+        if len(parts) > 1 and parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
     return found
+
+
+def short_name(module: str) -> str:
+    """What the drawing and the pages call *module*: its last name (``acl``)."""
+    return module.rpartition(".")[2]
+
+
+def _home(module: str, path: Path) -> list[str]:
+    """The package a module's relative imports start from, as names below imageguard."""
+    parts = [] if module == "__init__" else module.split(".")
+    return parts if path.name == "__init__.py" else parts[:-1]
+
+
+def _rides_along(module: str, path: Path) -> bool:
+    """A subpackage's ``__init__`` or ``__main__``: in its subpackage's concern unlisted."""
+    if path.stem == "__main__":
+        return "." in module
+    return path.stem == "__init__" and module != "__init__"
 
 
 def _is_type_checking(test: ast.expr) -> bool:
@@ -268,50 +330,51 @@ def _dunder_import(node: ast.AST) -> tuple[str, int] | None:
     return node.args[0].value, level if isinstance(level, int) else 0
 
 
-def imports_of(name: str, files: list[Path], modules: Iterable[str]) -> set[str]:
-    """The package's modules that module *name* imports at run time (not itself)."""
-    known = set(modules)
+def _import_targets(node: ast.AST) -> Iterator[tuple[int, str, list[str]]]:
+    """(level, module, names) of each import *node* makes; level 0 is absolute."""
+    if isinstance(node, ast.ImportFrom):
+        yield node.level, node.module or "", [a.name for a in node.names]
+    elif isinstance(node, ast.Import):
+        for alias in node.names:
+            yield 0, alias.name, []
+    else:
+        dunder = _dunder_import(node)
+        if dunder is not None:
+            yield dunder[1], dunder[0], []
+
+
+def imports_of(name: str, path: Path, modules: Collection[str]) -> set[str]:
+    """The package's modules that module *name* (in the file at *path*) imports at run
+    time, not itself: ``from X import a`` counts as importing ``X.a`` when that is a
+    module, ``X`` otherwise (the package itself, ``imageguard``, is ``__init__``)."""
+    home = _home(name, path)
     found: set[str] = set()
-
-    def target(dotted: str, names: Iterable[str]) -> None:
-        parts = [p for p in dotted.split(".") if p]
-        if parts and parts[0] in known:
-            found.add(parts[0])
-        elif not parts:
-            for alias in names:
-                found.add(alias if alias in known else "__init__")
-
-    for path in files:
-        inside = path.parent != PACKAGE and path.parent.parent == PACKAGE
-        depth = 1 if not inside else 2
-        for node in _runtime_nodes(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.ImportFrom):
-                module = node.module or ""
-                aliases = [a.name for a in node.names]
-                if node.level == 0:
-                    if module == "imageguard" or module.startswith("imageguard."):
-                        target(module[len("imageguard") :], aliases)
-                elif node.level == depth:
-                    target(module, aliases)
-                # level 1 inside a subpackage: its own modules, not another concern's
-            elif isinstance(node, ast.Import):
-                for alias in node.names:
-                    if alias.name == "imageguard":
-                        found.add("__init__")
-                    elif alias.name.startswith("imageguard."):
-                        target(alias.name[len("imageguard") :], ())
+    for node in _runtime_nodes(ast.parse(path.read_text(), str(path))):
+        for level, module, names in _import_targets(node):
+            if level == 0:
+                head, _, rest = module.partition(".")
+                if head != "imageguard":
+                    continue
+                base = rest.split(".") if rest else []
+            elif level - 1 > len(home):
+                continue  # above imageguard
             else:
-                dunder = _dunder_import(node)
-                if dunder is not None and dunder[1] == depth:
-                    target(dunder[0], ())
+                base = home[: len(home) - (level - 1)] + (module.split(".") if module else [])
+            dotted = ".".join(base) or "__init__"
+            for alias in names or [""]:
+                inner = f"{'.'.join(base)}.{alias}".lstrip(".")
+                found.add(inner if alias and inner in modules else dotted)
     found.discard(name)
-    return found
+    return found & set(modules)
 
 
 def concern_of() -> dict[str, str]:
     """Module -> concern; an :class:`ArchitectureError` unless every module of the
-    package is in exactly one concern and every concern's module exists."""
+    package is in exactly one concern, a subpackage's modules all in the concern named
+    after it (its ``__init__`` and ``__main__`` need not be listed), every concern's
+    module exists, and no two modules share a short name."""
     modules = package_modules()
+    names = {c.name for c in CONCERNS}
     owner: dict[str, str] = {}
     problems = []
     for concern in CONCERNS:
@@ -321,23 +384,43 @@ def concern_of() -> dict[str, str]:
             owner[module] = concern.name
             if module not in modules:
                 problems.append(f"{concern.name} names {module}, which is not in the package")
+            elif "." in module and module.split(".")[0] != concern.name:
+                problems.append(
+                    f"{module} is in {concern.name}, but its subpackage is "
+                    f"{module.split('.')[0]}/: each subpackage is one concern"
+                )
+    for module, path in modules.items():
+        if module in owner or not _rides_along(module, path):
+            continue
+        package = module.split(".")[0]
+        if package in names:
+            owner[module] = package
+        else:
+            problems.append(f"the subpackage {package}/ is no concern: add it to CONCERNS")
     problems += [
         f"{module} is in no concern: add it to CONCERNS in tools/architecture.py"
         for module in sorted(modules)
         if module not in owner
     ]
+    seen: dict[str, str] = {}
+    for module, path in modules.items():
+        if module == "__init__" or path.stem == "__main__":
+            continue
+        other = seen.setdefault(short_name(module), module)
+        if other != module:
+            problems.append(f"{other} and {module} share a name: the pages name modules by it")
     placed = [name for row in ROWS for name in row] + [LEAF]
-    if sorted(placed) != sorted(c.name for c in CONCERNS):
+    if sorted(placed) != sorted(names):
         problems.append(f"ROWS and LEAF place {placed}, the concerns are different")
     if problems:
-        raise ArchitectureError("; ".join(problems))
+        raise ArchitectureError("; ".join(sorted(set(problems))))
     return owner
 
 
 def module_imports() -> dict[str, set[str]]:
     """Module -> the package's modules it imports at run time."""
     modules = package_modules()
-    return {name: imports_of(name, files, modules) for name, files in modules.items()}
+    return {name: imports_of(name, path, modules) for name, path in modules.items()}
 
 
 def concern_imports() -> dict[tuple[str, str], int]:
@@ -369,7 +452,7 @@ MAP_X, MAP_W = 20, 880
 MOD_W, MOD_H, MOD_GAP_X, MOD_GAP_Y = 118, 26, 10, 9
 PAD, TITLE_H = 12, 32
 ROW_TOP = (118, 372)
-ROW_COLUMNS = {"tools": 2, "apache": 3, "store": 1, "identity": 2, "policy": 2, "files": 2}
+ROW_COLUMNS = {"cli": 1, "apache": 3, "store": 2, "identity": 2, "policy": 2, "files": 2}
 LEAF_TOP = 618
 LANE_X, LANE_W = 930, 450
 STEP_TOP, STEP_PITCH, STEP_H = 104, 47, 36
@@ -585,7 +668,7 @@ def _draw_map(svg: Svg, edges: dict[tuple[str, str], int]) -> None:
         svg.rect(
             mbox, "#ffffff", stroke[module] if on_path else "#9aa5b1", 2.2 if on_path else 1, 4
         )
-        svg.text(mbox.x + 8, mbox.y + 17.5, module, size=12, mono=True)
+        svg.text(mbox.x + 8, mbox.y + 17.5, short_name(module), size=12, mono=True)
         if on_path:
             label = _ranges(sorted(set(steps_of[module])))
             w = len(label) * 10 * MONO_W + 9

@@ -26,9 +26,10 @@ from typing import Any
 
 from mod_python import apache
 
-from imageguard import adapters, heldcalls
-from imageguard.beneath import open_beneath
-from imageguard.fileversion import OPEN_FLAGS
+from imageguard.apache import adapters
+from imageguard.files import heldcalls
+from imageguard.files.beneath import open_beneath
+from imageguard.files.fileversion import OPEN_FLAGS
 
 
 def floor(req: Any) -> int:

@@ -12,9 +12,9 @@ from typing import Any
 
 from mod_python import apache
 
-from imageguard.gate import GateVerdict
-from imageguard.levels import Level
-from imageguard.runtime import runtime_for
+from imageguard.apache.runtime import runtime_for
+from imageguard.files.gate import GateVerdict
+from imageguard.policy.levels import Level
 
 CHUNK = 64 * 1024
 

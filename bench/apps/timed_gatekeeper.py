@@ -1,9 +1,9 @@
 """The gatekeeper's steps, timed inside Apache: where a request's microseconds go.
 
-The real code, nothing copied: :func:`imageguard.adapters.gatekeeper` itself runs, and
-its steps (beginning the request: scheduling the fixup and closing the descriptors of
-the thread's earlier requests; finding the runtime, gathering the facts,
-:func:`imageguard.decision.decide`, applying the outcome) and the policy's own (the gate,
+The real code, nothing copied: :func:`imageguard.apache.adapters.gatekeeper` itself runs,
+and its steps (beginning the request: scheduling the fixup and closing the descriptors
+of the thread's earlier requests; finding the runtime, gathering the facts,
+:func:`imageguard.policy.decision.decide`, applying the outcome) and the policy's own (the gate,
 the login, the ACL, the variant sent) are timed by wrapping those functions in this
 interpreter. ``bench/profile.py`` runs this handler in an interpreter of its own
 (``PythonInterpreter imageguard_timed``), so the wrappers never touch the gatekeeper it
@@ -29,7 +29,8 @@ from typing import Any
 
 from mod_python import apache
 
-from imageguard import adapters, decision
+from imageguard.apache import adapters
+from imageguard.policy import decision
 
 _clock = time.perf_counter_ns
 _totals: dict[str, int] = {}
@@ -71,7 +72,7 @@ for _name, _function in _STEPS.items():
 
 
 def accesshandler(req: Any) -> int:
-    """:func:`imageguard.adapters.gatekeeper`, its steps timed by the wrappers above."""
+    """:func:`imageguard.apache.adapters.gatekeeper`, its steps timed by the wrappers above."""
     _inside.spent = {}
     start = _clock()
     status = adapters.gatekeeper(req)

@@ -11,8 +11,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from imageguard.levels import Level
-from imageguard.runtime import runtime_for
+from imageguard.apache.runtime import runtime_for
+from imageguard.policy.levels import Level
 
 _OPTIONS = (
     "imageguard.root",

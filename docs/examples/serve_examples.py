@@ -23,7 +23,12 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from imageguard.localserver import ApacheConfig, LocalApache, make_workdir, prepare_readable
+from imageguard_devtools.localserver import (
+    ApacheConfig,
+    LocalApache,
+    make_workdir,
+    prepare_readable,
+)
 
 #: The directory holding the handler modules and their .conf snippets.
 EXAMPLES = Path(__file__).resolve().parent

@@ -8,16 +8,23 @@ The Python API for applications::
         acl.grant("users/bob/cat.jpg", "user:bob", "full")
         print(acl.decide("users/bob/cat.jpg", Identity("bob")).level)
 
-The mod_python handlers live in :mod:`imageguard.handlers` (imported by Apache only).
+The mod_python handlers live in :mod:`imageguard.handlers` and
+:mod:`imageguard.gatekeeper` (imported by Apache only). The rest is grouped by concern,
+one subpackage each: :mod:`~imageguard.policy` (who may see what),
+:mod:`~imageguard.identity` (who is asking), :mod:`~imageguard.files` (which bytes are
+sent), :mod:`~imageguard.store` (the ACL store), :mod:`~imageguard.apache` (the
+mod_python glue), :mod:`~imageguard.cli` (the ``imageguard`` command) and
+:mod:`~imageguard.support` (helpers several of them use, kept apart so that none has to
+import another for one); the exceptions are in :mod:`imageguard.errors`.
 """
 
 import importlib.util as _importlib_util
 import sys as _sys
 
-from .acl import Decision, Rule
 from .errors import ImageGuardError, RuleError, StoreError
-from .levels import Level
-from .principals import Identity
+from .policy.acl import Decision, Rule
+from .policy.levels import Level
+from .policy.principals import Identity
 from .store import AclStore
 
 __version__ = "0.1.0"

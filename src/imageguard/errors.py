@@ -69,7 +69,7 @@ class MalformedValue(SignedValueError):
 
 class SignatureMismatch(SignedValueError):
     """The signature matches no configured secret: tampered with, made with another key,
-    or with a secret since retired (:class:`imageguard.signer.Signer` raises it)."""
+    or with a secret since retired (:class:`imageguard.identity.signer.Signer` raises it)."""
 
 
 class SignatureExpired(SignedValueError):

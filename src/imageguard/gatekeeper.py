@@ -15,7 +15,7 @@ published whole (see there why).
 def accesshandler(req):  # noqa: ANN001, ANN201 - mod_python's request object, an int status
     """Access phase: gate, login and ACL in one; admitted requests are marked for Apache."""
     try:
-        from .adapters import gatekeeper as handle
+        from .apache.adapters import gatekeeper as handle
     except Exception as exc:
         from .handlers import _unavailable
 

@@ -13,7 +13,7 @@ in ``sys.modules`` only once it has run to the end (see ``imageguard/__init__.py
 mod_python's ``import_module()`` hands out a module found in ``sys.modules`` without
 waiting for its import to finish, so under a threaded MPM requests arriving together
 at a fresh Apache child could otherwise find a half-run module and fail with a 500.
-Each function's ``import`` of :mod:`imageguard.adapters` waits, as Python's import
+Each function's ``import`` of :mod:`imageguard.apache.adapters` waits, as Python's import
 system does, until the implementation is complete. Should that import fail (Pillow
 missing from Apache's ``PythonPath``, say), the request is refused with a 500 and one
 log line, never a traceback, not even with ``PythonDebug On``.
@@ -30,12 +30,12 @@ def _unavailable(req, exc: BaseException) -> int:  # noqa: ANN001
 
 
 def calling(name: str, doc: str):  # noqa: ANN201 - a mod_python handler
-    """A handler that imports :mod:`imageguard.adapters` when first called and calls its
-    function *name* (500 and one log line if the import fails)."""
+    """A handler that imports :mod:`imageguard.apache.adapters` when first called and
+    calls its function *name* (500 and one log line if the import fails)."""
 
     def handler(req):  # noqa: ANN001
-        try:  # as "from .adapters import <name>" would: the module as sys.modules has it
-            adapters = __import__("adapters", globals(), None, (name,), 1)
+        try:  # as "from .apache.adapters import <name>" would: the module sys.modules has
+            adapters = __import__("apache.adapters", globals(), None, (name,), 1)
         except Exception as exc:
             return _unavailable(req, exc)
         return getattr(adapters, name)(req)

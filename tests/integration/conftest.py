@@ -41,8 +41,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imageguard.apacheconf import SiteConfig, directory_block, htaccess
-from imageguard.localserver import (
+from imageguard.apache.apacheconf import SiteConfig, directory_block, htaccess
+from imageguard_devtools.localserver import (
     ApacheConfig,
     LocalApache,
     free_port,

@@ -40,10 +40,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import imageguard.cli as cli
-import imageguard.store as store_module
-from imageguard.acl import Rule
-from imageguard.patterns import compile_pattern
-from imageguard.principals import check_name
+import imageguard.store.cached as cached_module
+import imageguard.store.database as database_module
+import imageguard.store.stamp as stamp_module
+from imageguard.policy.acl import Rule
+from imageguard.policy.patterns import compile_pattern
+from imageguard.policy.principals import check_name
 from imageguard.store import AclStore
 
 Op = dict[str, Any]
@@ -287,16 +289,16 @@ def run_writer(args: dict[str, Any]) -> None:
 
     if args.get("cache_pages"):
         pages = int(args["cache_pages"])
-        connect = store_module._connect
+        connect = database_module._connect
 
         def small_cache(path: str, *, create: bool) -> sqlite3.Connection:
             conn = connect(path, create=create)
             conn.execute(f"PRAGMA cache_size = {pages}")
             return conn
 
-        store_module._connect = small_cache  # type: ignore[assignment]
+        database_module._connect = small_cache  # type: ignore[assignment]
     if args.get("stamp_limit"):
-        store_module.STAMP_LIMIT = int(args["stamp_limit"])
+        stamp_module.STAMP_LIMIT = int(args["stamp_limit"])
     seq = 0
     if args.get("scratch"):
         kind = "upgrade" if args.get("upgrade") else "create"
@@ -391,7 +393,8 @@ def cli_server() -> None:
     ``IMAGEGUARD_TEST_BUSY_TIMEOUT`` (seconds) replaces the store's busy timeout.
     """
     if os.environ.get("IMAGEGUARD_TEST_BUSY_TIMEOUT"):
-        store_module.BUSY_TIMEOUT_S = float(os.environ["IMAGEGUARD_TEST_BUSY_TIMEOUT"])
+        for module in (database_module, cached_module):
+            module.BUSY_TIMEOUT_S = float(os.environ["IMAGEGUARD_TEST_BUSY_TIMEOUT"])
     print("ready", flush=True)
     for line in sys.stdin:
         command = json.loads(line)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from imageguard.localserver import MODULES_DIR
+from imageguard_devtools.localserver import MODULES_DIR
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "run.py"
 #: The modules of every variant: mod_python, mod_auth_tkt, mod_wsgi and mod_xsendfile.

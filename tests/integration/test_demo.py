@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imageguard.demo.site import DemoSite, build_demo
-from imageguard.localserver import make_workdir
 from imageguard.store import AclStore
+from imageguard_devtools.demo.site import DemoSite, build_demo
+from imageguard_devtools.localserver import make_workdir
 
 from .httpfetch import Response, fetch
 
@@ -122,7 +122,7 @@ def gallery_images(page: bytes) -> set[str]:
 
 def test_help_runs() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "imageguard.demo", "--help"],
+        [sys.executable, "-m", "imageguard_devtools.demo", "--help"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -21,7 +21,7 @@ from types import ModuleType
 
 import pytest
 
-from imageguard.localserver import (
+from imageguard_devtools.localserver import (
     APACHE_BIN,
     MODULES_DIR,
     ApacheConfig,

@@ -39,9 +39,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imageguard import sharelinks
-from imageguard.apacheconf import SiteConfig, directory_block
-from imageguard.localserver import (
+from imageguard.apache.apacheconf import SiteConfig, directory_block
+from imageguard.apache.settings import OPTIONS
+from imageguard.identity import sharelinks
+from imageguard.identity.tickets import issue_ticket
+from imageguard.store import BUSY_TIMEOUT_S, SAFETY_CHECK_S, SCHEMA_VERSION, AclStore
+from imageguard_devtools.localserver import (
     ApacheConfig,
     LocalApache,
     make_workdir,
@@ -49,9 +52,6 @@ from imageguard.localserver import (
     prepare_writable,
     run_user,
 )
-from imageguard.settings import OPTIONS
-from imageguard.store import BUSY_TIMEOUT_S, SAFETY_CHECK_S, SCHEMA_VERSION, AclStore
-from imageguard.tickets import issue_ticket
 
 from .conftest import APPS, SECRET, SITE_IDS, SITE_PARAMS, app_block
 from .httpfetch import Response, fetch

@@ -28,8 +28,8 @@ from typing import Union
 import pytest
 from PIL import Image
 
-from imageguard.apacheconf import SiteConfig, directory_block
-from imageguard.tickets import issue_ticket
+from imageguard.apache.apacheconf import SiteConfig, directory_block
+from imageguard.identity.tickets import issue_ticket
 
 from .conftest import SECRET, SITE_IDS, SITE_PARAMS, Site, build_site, cli
 from .httpfetch import fetch_raw

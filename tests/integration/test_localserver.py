@@ -1,4 +1,4 @@
-"""Smoke test of imageguard.localserver against a real Apache 2.4 + mod_python.
+"""Smoke test of imageguard_devtools.localserver against a real Apache 2.4 + mod_python.
 
 One server per MPM (event, prefork) serves a document tree that exercises the facts the
 project relies on: Apache's static file handling behind gatekeeping handlers, access
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from imageguard.localserver import (
+from imageguard_devtools.localserver import (
     APACHE_BIN,
     MODULES_DIR,
     ApacheConfig,

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from imageguard.apacheconf import SiteConfig, directory_block
-from imageguard.localserver import (
+from imageguard.apache.apacheconf import SiteConfig, directory_block
+from imageguard_devtools.localserver import (
     ApacheConfig,
     LocalApache,
     make_workdir,

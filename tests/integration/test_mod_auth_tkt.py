@@ -8,7 +8,7 @@ same two directories of small files on three extra loopback ports, one
 * ``/open``: ``TKTAuthIgnoreIP on`` (tickets signed for ``0.0.0.0``);
 * ``/bound``: ``TKTAuthIgnoreIP off`` (tickets signed for the client's IPv4 address).
 
-Every ticket is made by :func:`imageguard.tickets.issue_ticket` (tampered ones by editing
+Every ticket is made by :func:`imageguard.identity.tickets.issue_ticket` (tampered ones by editing
 its decoded text), sent to mod_auth_tkt, and given to :class:`TicketVerifier` configured
 like the virtual host: both must accept, or both refuse. mod_auth_tkt refuses with a
 307 to ``TKTAuthLoginURL`` (``TKTAuthTimeoutURL`` for an expired ticket), so a refusal
@@ -37,7 +37,8 @@ from imageguard.errors import (
     TicketExpired,
     TicketFromFuture,
 )
-from imageguard.localserver import (
+from imageguard.identity.tickets import TicketVerifier, digest_hex_length, issue_ticket
+from imageguard_devtools.localserver import (
     APACHE_BIN,
     MODULES_DIR,
     ApacheConfig,
@@ -47,7 +48,6 @@ from imageguard.localserver import (
     make_workdir,
     prepare_readable,
 )
-from imageguard.tickets import TicketVerifier, digest_hex_length, issue_ticket
 
 pytestmark = [
     pytest.mark.apache,

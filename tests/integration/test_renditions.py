@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from imageguard.placeholder import locked_image
-from imageguard.renditioncache import root_folder
+from imageguard.files.placeholder import locked_image
+from imageguard.files.renditioncache import root_folder
 
 from .conftest import Site, cli
 

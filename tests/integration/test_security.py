@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from imageguard import sharelinks
+from imageguard.identity import sharelinks
 
 from .conftest import HOSTILE_FILES, SECRET, Site, cli
 from .hostile_files import CGI_SCRIPT, SCRIPT, SSI_MARK
@@ -211,7 +211,7 @@ def test_a_foreign_cookie_does_not_lock_the_user_out(site: Site, foreign: bytes)
 
 
 def test_a_foreign_cookie_does_not_hide_a_ticket(site: Site) -> None:
-    from imageguard.tickets import issue_ticket
+    from imageguard.identity.tickets import issue_ticket
 
     ticket = issue_ticket("bob", [], SECRET).encode()
     expected = (site.root / "gallery/cat.jpg").read_bytes()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from imageguard.localserver import (
+from imageguard_devtools.localserver import (
     APACHE_BIN,
     MODULES_DIR,
     ApacheConfig,

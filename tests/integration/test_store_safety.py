@@ -49,9 +49,11 @@ from typing import Any
 import pytest
 
 import imageguard.cli as cli_module
-import imageguard.store as store_module
-from imageguard.levels import Level
-from imageguard.principals import Identity
+import imageguard.store.database as database_module
+from imageguard.cli.commandline import build_parser
+from imageguard.identity.tickets import issue_ticket
+from imageguard.policy.levels import Level
+from imageguard.policy.principals import Identity
 from imageguard.store import (
     _MIGRATIONS,
     SCHEMA_VERSION,
@@ -61,7 +63,6 @@ from imageguard.store import (
     parse_export,
     stamp_path,
 )
-from imageguard.tickets import issue_ticket
 
 from .conftest import CLI, MPMS, Site, build_site, cli
 from .store_writer import StoreState, apply, import_text_of, read_log, read_state
@@ -475,7 +476,7 @@ def test_a_full_disk_during_an_import_is_told_in_one_line(
     before = read_state(str(db))
     big = tmp_path / "big.txt"
     big.write_text("".join(f"rule big/{i}/x.jpg user:u{i} full\n" for i in range(3000)))
-    connect = store_module._connect
+    connect = database_module._connect
 
     def small_disk(path: str, *, create: bool) -> sqlite3.Connection:
         conn = connect(path, create=create)
@@ -483,7 +484,7 @@ def test_a_full_disk_during_an_import_is_told_in_one_line(
         conn.execute(f"PRAGMA max_page_count = {pages + 2}")  # full after 2 more pages
         return conn
 
-    monkeypatch.setattr(store_module, "_connect", small_disk)
+    monkeypatch.setattr(database_module, "_connect", small_disk)
     status = cli_module.main(["--db", str(db), "import", str(big)])
     monkeypatch.undo()
     err = capsys.readouterr().err
@@ -525,7 +526,7 @@ def test_creation_racing_another_process_is_not_a_foreign_file(
     """Another process creates the store just after this one found it empty: this one
     must not take the new tables for another program's."""
     db = tmp_path / "acl.db"
-    real = store_module._schema_version
+    real = database_module._schema_version
     first = [True]
 
     def then_another_process_creates_it(conn: sqlite3.Connection, path: str) -> int:
@@ -535,7 +536,7 @@ def test_creation_racing_another_process_is_not_a_foreign_file(
             assert run_cli(db, "init").returncode == 0
         return version
 
-    monkeypatch.setattr(store_module, "_schema_version", then_another_process_creates_it)
+    monkeypatch.setattr(database_module, "_schema_version", then_another_process_creates_it)
     with AclStore.create(db) as store:
         store.grant("a/", "anyone", "full")
     assert not first[0]
@@ -750,7 +751,7 @@ def path_for(pattern: str, user: str | None) -> str:
 def explain_all(db: Path, patterns: list[str]) -> list[tuple[int, str]]:
     """``imageguard explain`` (the command's own code, in this process) for every viewer
     on a path of every pattern: (exit status, output) each."""
-    parser = cli_module.build_parser()
+    parser = build_parser()
     answers = []
     for user, groups in VIEWERS:
         who = (["--user", user] if user else []) + [f"--group={g}" for g in groups]

@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 from pyramid.authentication import AuthTicket
 
-from imageguard import sharelinks
-from imageguard.tickets import issue_ticket, ticket_digest
+from imageguard.identity import sharelinks
+from imageguard.identity.tickets import issue_ticket, ticket_digest
 
 from .conftest import SECRET, Site, cli
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from imageguard.acl import Rule, decide, ranked
 from imageguard.errors import LevelError, PrincipalError
-from imageguard.levels import Level, parse_level
-from imageguard.principals import ANONYMOUS, Identity, parse_principal
+from imageguard.policy.acl import Rule, decide, ranked
+from imageguard.policy.levels import Level, parse_level
+from imageguard.policy.principals import ANONYMOUS, Identity, parse_principal
 
 BOB = Identity("bob", frozenset({"staff"}))
 ALICE = Identity("alice")

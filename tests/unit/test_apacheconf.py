@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from imageguard.apacheconf import read_python_options, shipped_files
+from imageguard.apache.apacheconf import read_python_options, shipped_files
 from imageguard.errors import ConfigError
 
 SHIPPED = Path(__file__).resolve().parents[2] / "apache_conf"

@@ -5,6 +5,7 @@ no mod_python, and every ``module.function`` the page names exists."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.util
 import re
 import subprocess
@@ -37,22 +38,45 @@ def test_the_committed_diagram_is_current() -> None:
     assert done.returncode == 0, done.stderr
 
 
+def _unlisted(module: str, path: Path) -> bool:
+    """A subpackage's ``__init__`` or ``__main__``: in its concern without being listed."""
+    return ("." in module and path.stem == "__main__") or (
+        module != "__init__" and path.stem == "__init__"
+    )
+
+
 def test_every_module_is_in_exactly_one_concern() -> None:
-    modules = set(architecture.package_modules())
+    modules = architecture.package_modules()
     placed = [m for concern in architecture.CONCERNS for m in concern.modules]
     assert len(placed) == len(set(placed)), "a module is in two concerns"
-    assert set(placed) == modules
-    assert set(architecture.concern_of()) == modules
+    assert set(placed) == {m for m, path in modules.items() if not _unlisted(m, path)}
+    owner = architecture.concern_of()
+    assert set(owner) == set(modules)
+    for module in modules:  # each subpackage is one concern, named after it
+        if "." in module or (modules[module].stem == "__init__" and module != "__init__"):
+            assert owner[module] == module.split(".")[0], module
 
 
 def test_a_module_in_no_concern_stops_the_tool(monkeypatch) -> None:
     real = architecture.package_modules
 
-    def with_a_stranger() -> dict[str, list[Path]]:
-        return {**real(), "stranger": [TOOL]}
+    def with_a_stranger() -> dict[str, Path]:
+        return {**real(), "stranger": TOOL}
 
     monkeypatch.setattr(architecture, "package_modules", with_a_stranger)
     with pytest.raises(architecture.ArchitectureError, match="stranger is in no concern"):
+        architecture.render()
+
+
+def test_a_module_outside_its_subpackages_concern_stops_the_tool(monkeypatch) -> None:
+    concerns = [
+        dataclasses.replace(c, modules=(*c.modules, "policy.acl"))
+        if c.name == "files"
+        else dataclasses.replace(c, modules=tuple(m for m in c.modules if m != "policy.acl"))
+        for c in architecture.CONCERNS
+    ]
+    monkeypatch.setattr(architecture, "CONCERNS", tuple(concerns))
+    with pytest.raises(architecture.ArchitectureError, match=r"policy\.acl is in files, but"):
         architecture.render()
 
 
@@ -72,6 +96,11 @@ def _imports_mod_python(path: Path) -> list[str]:
     return found
 
 
+def owned(concern: str) -> list[str]:
+    """The modules of *concern*, its unlisted ``__init__`` and ``__main__`` included."""
+    return sorted(m for m, name in architecture.concern_of().items() if name == concern)
+
+
 def test_the_pure_core_imports_no_mod_python() -> None:
     modules = architecture.package_modules()
     core = [c for c in architecture.CONCERNS if c.name in architecture.PURE_CORE]
@@ -79,11 +108,12 @@ def test_the_pure_core_imports_no_mod_python() -> None:
     offending = [
         found
         for concern in core
-        for module in concern.modules
-        for path in modules[module]
-        for found in _imports_mod_python(path)
+        for module in owned(concern.name)
+        for found in _imports_mod_python(modules[module])
     ]
     assert not offending, offending
+    adapters = [m for m in modules if architecture.short_name(m) == "adapters"]
+    assert _imports_mod_python(modules[adapters[0]]), "the check finds no mod_python import"
 
 
 def _names(body: list[ast.stmt]) -> dict[str, ast.AST]:
@@ -101,23 +131,53 @@ def _names(body: list[ast.stmt]) -> dict[str, ast.AST]:
     return found
 
 
+def _reexported(module: str, tree: ast.Module, name: str) -> str | None:
+    """The module of the package that *module* (a subpackage's ``__init__``) imports
+    *name* from with ``from .X import name``, if it does."""
+    for node in tree.body:
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 1
+            and node.module
+            and any((a.asname or a.name) == name for a in node.names)
+        ):
+            return f"{module}.{node.module}"
+    return None
+
+
 def _exists(module: str, attributes: list[str]) -> bool:
-    paths = architecture.package_modules()[module]
-    scope: ast.AST = ast.parse(paths[0].read_text())
-    for attribute in attributes:
+    """Whether *module* defines the dotted *attributes* (following a subpackage's
+    re-export of the first one to the module that defines it)."""
+    tree = ast.parse(architecture.package_modules()[module].read_text())
+    scope: ast.AST = tree
+    for i, attribute in enumerate(attributes):
         body = getattr(scope, "body", None)
         if not isinstance(body, list):
             return False
         found = _names(body).get(attribute)
         if found is None:
-            return False
+            source = _reexported(module, tree, attribute) if i == 0 else None
+            return source is not None and _exists(source, attributes)
         scope = found
     return True
 
 
+def _module_and_attributes(parts: list[str]) -> tuple[str, list[str]] | None:
+    """Split a dotted reference into a module of the package and what it names there:
+    the module by its dotted path (``store.cached.CachedAcl``) or its short name
+    (``decision.decide``), the way the page writes them; None for anything else."""
+    modules = architecture.package_modules()
+    for cut in range(len(parts), 0, -1):
+        if ".".join(parts[:cut]) in modules:
+            return ".".join(parts[:cut]), parts[cut:]
+    by_short = {architecture.short_name(m): m for m in modules if m != "__init__"}
+    if parts[0] in by_short:
+        return by_short[parts[0]], parts[1:]
+    return None
+
+
 def test_every_function_the_page_names_exists() -> None:
-    modules = set(architecture.package_modules())
-    named = set()
+    named: dict[str, tuple[str, list[str]]] = {}
     for text in re.findall(r"`([^`\s]+)`", DOC.read_text()):
         dotted = text.removesuffix("()")
         if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+", dotted):
@@ -125,12 +185,45 @@ def test_every_function_the_page_names_exists() -> None:
         parts = dotted.split(".")
         if parts[0] == "imageguard":
             parts = parts[1:]
-        if len(parts) < 2 or parts[0] not in modules or parts[-1] == "py":
-            continue
-        named.add(".".join(parts))
+        found = _module_and_attributes(parts) if parts[-1] != "py" else None
+        if found is not None and found[1]:
+            named[".".join(parts)] = found
     assert len(named) > 30, sorted(named)  # the page's steps name functions
-    missing = sorted(n for n in named if not _exists(n.split(".")[0], n.split(".")[1:]))
+    missing = sorted(text for text, found in named.items() if not _exists(*found))
     assert not missing, f"docs/architecture.md names what does not exist: {missing}"
+
+
+def _tree_of_the_page() -> tuple[set[str], set[str]]:
+    """The modules (dotted below imageguard) and subpackages that the page's package tree
+    lists under ``src/imageguard/``, each where its indentation puts it."""
+    section = DOC.read_text().split("## The package tree", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```text\n", 1)[1].split("```", 1)[0]
+    modules: set[str] = set()
+    packages: set[str] = set()
+    inside: list[str] = []
+    lines = block.splitlines()
+    assert lines[0] == "src/imageguard/", lines[0]
+    for line in lines[1:]:
+        if not line.startswith(" "):  # the next tree (imageguard_devtools)
+            break
+        depth = (len(line) - len(line.lstrip(" "))) // 2 - 1
+        name = line.split()[0]
+        if not name.endswith(("/", ".py")):
+            continue  # the continuation of a description
+        inside = inside[:depth]
+        if name.endswith("/"):
+            inside.append(name[:-1])
+            packages.add(".".join(inside))
+        else:
+            modules.add(".".join([*inside, name.removesuffix(".py")]))
+    return modules, packages
+
+
+def test_the_package_tree_of_the_page_is_the_package() -> None:
+    listed, packages = _tree_of_the_page()
+    modules = architecture.package_modules()
+    assert packages == {m for m, p in modules.items() if p.name == "__init__.py"} - {"__init__"}
+    assert listed == {m for m, path in modules.items() if not _unlisted(m, path)}
 
 
 def test_the_steps_of_the_page_match_the_diagram() -> None:
@@ -144,3 +237,31 @@ def test_the_steps_of_the_page_match_the_diagram() -> None:
     for step in architecture.STEPS:
         expected = step.call.split(":")[0].split(" ")[0].split("'")[0]
         assert expected in steps[step.number], (step.number, expected)
+
+
+def _imported_names(path: Path) -> list[tuple[int, str]]:
+    """(line, dotted name) of every absolute import in the file at *path*."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module))
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "__import__":
+            first = node.args[0] if node.args else None
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                found.append((node.lineno, first.value))
+    return found
+
+
+def test_the_package_imports_nothing_from_the_devtools() -> None:
+    """imageguard_devtools (the private Apache, the demo) is never on a request's path."""
+    sources = sorted(architecture.PACKAGE.rglob("*.py"))
+    assert len(sources) > 30
+    offending = [
+        f"{path.relative_to(PROJECT)}:{line} imports {name}"
+        for path in sources
+        for line, name in _imported_names(path)
+        if name.split(".")[0] == "imageguard_devtools"
+    ]
+    assert not offending, offending

@@ -9,7 +9,7 @@ import types
 
 import pytest
 
-from imageguard.boundedcache import BoundedCache
+from imageguard.support.boundedcache import BoundedCache
 
 
 def test_get_put_and_default() -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 import imageguard
-from imageguard import sharelinks
 from imageguard.cli import main
 from imageguard.errors import ShareLinkError
-from imageguard.secretfile import SecretFile
+from imageguard.identity import sharelinks
+from imageguard.identity.secretfile import SecretFile
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -240,7 +240,7 @@ def secret_file(tmp_path: Path) -> str:
 
 
 def test_ticket_command_is_verifiable(secret_file: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from imageguard.tickets import TicketVerifier
+    from imageguard.identity.tickets import TicketVerifier
 
     code, out, _ = run(capsys, "ticket", "bob", "--group", "staff", "--secret-file", secret_file)
     assert code == 0

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imageguard.content import ContentChecker, expected_format, identify
 from imageguard.errors import (
     ConfigError,
     FormatMismatch,
@@ -18,7 +17,8 @@ from imageguard.errors import (
     UnreadableFile,
     UnreadableImage,
 )
-from imageguard.fileversion import FileVersion
+from imageguard.files.content import ContentChecker, expected_format, identify
+from imageguard.files.fileversion import FileVersion
 
 ALLOWED = (".jpg", ".jpeg", ".png", ".gif", ".webp")
 
@@ -110,7 +110,7 @@ def test_verdicts_are_kept_per_version(tmp_path: Path, monkeypatch: pytest.Monke
         calls.append(str(args[0]))
         return real(*args, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr("imageguard.content.identify", counting)
+    monkeypatch.setattr("imageguard.files.content.identify", counting)
     first = version(path)
     for _ in range(3):
         checker.check(str(path), first)
@@ -141,10 +141,10 @@ def test_refused_reads_are_not_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     def refused(*args: object, **kw: object) -> object:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("imageguard.content.Image.open", refused)
+    monkeypatch.setattr("imageguard.files.content.Image.open", refused)
     with pytest.raises(UnreadableFile, match="Permission denied"):
         checker.check(str(path), version(path))
-    monkeypatch.setattr("imageguard.content.Image.open", real_open)
+    monkeypatch.setattr("imageguard.files.content.Image.open", real_open)
     assert checker.check(str(path), version(path)).format == "JPEG"
 
 

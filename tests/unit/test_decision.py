@@ -19,8 +19,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imageguard import sharelinks
-from imageguard.decision import (
+from imageguard.apache.runtime import Runtime
+from imageguard.apache.settings import Settings
+from imageguard.errors import ConfigError, ContentError, RenditionError, StoreError, VariantError
+from imageguard.files.fileversion import FileVersion
+from imageguard.identity import sharelinks
+from imageguard.policy.decision import (
     GUEST,
     LOG_ERR,
     LOG_INFO,
@@ -37,11 +41,7 @@ from imageguard.decision import (
     decide,
     refusal_for,
 )
-from imageguard.errors import ConfigError, ContentError, RenditionError, StoreError, VariantError
-from imageguard.fileversion import FileVersion
-from imageguard.principals import Identity
-from imageguard.runtime import Runtime
-from imageguard.settings import Settings
+from imageguard.policy.principals import Identity
 from imageguard.store import AclStore
 
 ROOT_DIR = Path(__file__).resolve().parents[2]
@@ -619,8 +619,8 @@ def test_the_shipped_sources_through_the_policy(site: Site, tmp_path: Path) -> N
     """mod_python's FileSession and an auth_tkt ticket, read by the real sources."""
     import pickle
 
-    from imageguard.logins import FileSessionLogin, TicketLogin, login_source
-    from imageguard.tickets import issue_ticket
+    from imageguard.identity.logins import FileSessionLogin, TicketLogin, login_source
+    from imageguard.identity.tickets import issue_ticket
 
     sessions = tmp_path / "sessions"
     sid = "0123456789abcdef0123456789abcdef"

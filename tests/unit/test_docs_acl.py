@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from imageguard.acl import Rule, decide
-from imageguard.patterns import compile_pattern
-from imageguard.principals import Identity
+from imageguard.policy.acl import Rule, decide
+from imageguard.policy.patterns import compile_pattern
+from imageguard.policy.principals import Identity
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "acl.md").read_text()
 

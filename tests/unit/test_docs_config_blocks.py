@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from imageguard.apacheconf import shipped_files
+from imageguard.apache.apacheconf import shipped_files
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

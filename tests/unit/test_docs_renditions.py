@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from imageguard.levels import Level, parse_level
-from imageguard.settings import OPTIONS, Settings
-from imageguard.variants import choose, requested_variant
+from imageguard.apache.settings import OPTIONS, Settings
+from imageguard.policy.levels import Level, parse_level
+from imageguard.policy.variants import choose, requested_variant
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "renditions.md").read_text()
 

@@ -21,8 +21,8 @@ import pytest
 from pyramid.authentication import AuthTicket
 from pyramid.testing import DummyRequest
 
-from imageguard.settings import OPTIONS
-from imageguard.tickets import TicketVerifier, issue_ticket
+from imageguard.apache.settings import OPTIONS
+from imageguard.identity.tickets import TicketVerifier, issue_ticket
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "tickets.md").read_text()
 SECRET = "docs-test-secret-0123456789abcdef"

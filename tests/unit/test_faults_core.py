@@ -15,14 +15,15 @@ from pathlib import Path
 
 import pytest
 
-import imageguard.store as store_module
-from imageguard import heldcalls
+import imageguard.store.cached as cached_module
+import imageguard.store.database as database_module
+from imageguard.apache.settings import Settings
 from imageguard.errors import ConfigError, StoreError
-from imageguard.heldcalls import Validator
-from imageguard.levels import Level
-from imageguard.principals import Identity
-from imageguard.sessions import FileSessionReader
-from imageguard.settings import Settings
+from imageguard.files import heldcalls
+from imageguard.files.heldcalls import Validator
+from imageguard.identity.sessions import FileSessionReader
+from imageguard.policy.levels import Level
+from imageguard.policy.principals import Identity
 from imageguard.store import SCHEMA_VERSION, AclStore, CachedAcl
 
 ALICE = Identity("alice")
@@ -40,7 +41,7 @@ def db(tmp_path: Path) -> Path:
 @pytest.fixture
 def checked_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every decision makes the safety check (as it does once a second in Apache)."""
-    monkeypatch.setattr(store_module, "SAFETY_CHECK_S", 0.0)
+    monkeypatch.setattr(cached_module, "SAFETY_CHECK_S", 0.0)
 
 
 def test_a_store_overwritten_in_place_is_refused_by_a_warm_reader(
@@ -99,7 +100,8 @@ def journal_store(db: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     raw = sqlite3.connect(db, isolation_level=None)
     raw.execute("PRAGMA journal_mode = DELETE")
     raw.close()
-    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_S", 0.3)
+    for module in (database_module, cached_module):  # SQLite's wait, and the reader's
+        monkeypatch.setattr(module, "BUSY_TIMEOUT_S", 0.3)
     yield db
 
 
@@ -162,7 +164,7 @@ def test_readers_waiting_for_a_locked_store_do_not_queue_behind_each_other(
         thread.join()
     assert len(outcomes) == len(took) == len(askers), (outcomes, took)  # none died otherwise
     assert all("locked" in outcome or "busy" in outcome for outcome in outcomes), outcomes
-    assert max(took) < 2 * store_module.BUSY_TIMEOUT_S + 1.0, sorted(took)
+    assert max(took) < 2 * cached_module.BUSY_TIMEOUT_S + 1.0, sorted(took)
     assert cache.decide("g/a.jpg", ALICE).level is Level.FULL
 
 

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from imageguard import sharelinks
-from imageguard.acl import Rule, decide
 from imageguard.errors import MalformedTicket, PatternError, ShareLinkError
-from imageguard.gate import NOT_FOUND, Gate
-from imageguard.levels import Level
-from imageguard.patterns import compile_pattern
-from imageguard.principals import Identity
+from imageguard.files.gate import NOT_FOUND, Gate
+from imageguard.identity import sharelinks
+from imageguard.identity.tickets import TicketVerifier, issue_ticket, parse_ticket
+from imageguard.policy.acl import Rule, decide
+from imageguard.policy.levels import Level
+from imageguard.policy.patterns import compile_pattern
+from imageguard.policy.principals import Identity
 from imageguard.store import AclStore
-from imageguard.tickets import TicketVerifier, issue_ticket, parse_ticket
 
 SECRET = b"regression-secret-0123456789abcdef"
 

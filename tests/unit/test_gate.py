@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from imageguard.errors import ConfigError
-from imageguard.gate import Gate, parse_extensions, relative_to_root
+from imageguard.files.gate import Gate, parse_extensions, relative_to_root
 
 
 @pytest.fixture
@@ -132,7 +132,7 @@ def test_root_through_a_link_takes_the_fast_path(
     def no_realpath(path: str) -> str:
         raise AssertionError(f"realpath({path}) on the fast path")
 
-    monkeypatch.setattr("imageguard.gate.os.path.realpath", no_realpath)
+    monkeypatch.setattr("imageguard.files.gate.os.path.realpath", no_realpath)
     verdict = gate.check("GET", str(link / "a" / "x.jpg"), "")
     assert verdict.allowed and verdict.relpath == "a/x.jpg"
     assert verdict.path == str(real / "a" / "x.jpg")
@@ -179,7 +179,7 @@ def test_root_renamed_and_link_repointed_is_not_trusted(tmp_path: Path) -> None:
 @pytest.fixture(params=["openat2", "folder by folder"])
 def way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Each test of Gate.open runs with openat2 and with the fallback without it."""
-    from imageguard import beneath
+    from imageguard.files import beneath
 
     if request.param != "openat2":
         monkeypatch.setattr(beneath, "_syscall", None)
@@ -298,7 +298,7 @@ def test_without_openat2_it_goes_folder_by_folder(
     import ctypes
     import errno
 
-    from imageguard import beneath
+    from imageguard.files import beneath
 
     calls: list[bytes] = []
 
@@ -328,7 +328,7 @@ def test_a_file_refused_by_eperm_alone_keeps_openat2(
     import ctypes
     import errno
 
-    from imageguard import beneath
+    from imageguard.files import beneath
 
     real = beneath._syscall
     if real is None:

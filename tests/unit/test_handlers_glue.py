@@ -81,10 +81,10 @@ def handlers(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType]:
     monkeypatch.setitem(sys.modules, "mod_python", package)
     monkeypatch.setitem(sys.modules, "mod_python.apache", package.apache)
     monkeypatch.setitem(sys.modules, "_apache", c_module)
-    for name in ("imageguard.handlers", "imageguard.adapters"):
+    for name in ("imageguard.handlers", "imageguard.apache.adapters"):
         sys.modules.pop(name, None)
     yield importlib.import_module("imageguard.handlers")
-    for name in ("imageguard.handlers", "imageguard.adapters"):
+    for name in ("imageguard.handlers", "imageguard.apache.adapters"):
         sys.modules.pop(name, None)
 
 
@@ -180,7 +180,7 @@ def test_facts_are_gathered_from_the_request(
     handlers: types.ModuleType, site: tuple[Path, dict[str, str]]
 ) -> None:
     """What the adapters hand the policy (tests/unit/test_decision.py tests the policy)."""
-    adapters = importlib.import_module("imageguard.adapters")
+    adapters = importlib.import_module("imageguard.apache.adapters")
     root, options = site
     headers = {"Accept": ["text/html", "*/*"], "Cookie": ["a=1", "pysid=x"], "X-Y": "z"}
     req = FakeRequest(root, "a.jpg", options, headers=headers, args="v=thumb")
@@ -354,7 +354,7 @@ def test_gatekeeper_fails_closed(
 def test_a_rendition_that_cannot_be_found_after_making_is_500(
     handlers: types.ModuleType, site: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from imageguard.runtime import Runtime
+    from imageguard.apache.runtime import Runtime
 
     root, options = site
     monkeypatch.setattr(
@@ -516,7 +516,7 @@ def test_a_file_swapped_after_the_check_is_looked_at_again(
 ) -> None:
     """The gate saw one file, the open finds another: the request starts over and the
     file sent is the one the second look checked."""
-    from imageguard.gate import Gate
+    from imageguard.files.gate import Gate
 
     root, options = site
     calls: list[str] = []
@@ -540,7 +540,7 @@ def test_a_file_swapped_after_the_check_is_looked_at_again(
 def test_a_file_swapped_twice_is_refused(
     handlers: types.ModuleType, site: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from imageguard.gate import Gate
+    from imageguard.files.gate import Gate
 
     root, options = site
     real_open = Gate.open
@@ -604,7 +604,7 @@ def test_a_foreign_cookie_does_not_hide_the_login(
 ) -> None:
     """mod_python cannot read a Cookie header with a byte that is not UTF-8; the login
     cookie then comes from the SetEnvIf line of the generated configuration."""
-    from imageguard.tickets import issue_ticket
+    from imageguard.identity.tickets import issue_ticket
 
     root, options = site
     secrets = tmp_path / "secrets"
@@ -650,7 +650,7 @@ def test_a_handler_module_that_cannot_load_refuses_with_500(
     handlers: types.ModuleType, site: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root, options = site
-    monkeypatch.setitem(sys.modules, "imageguard.adapters", None)  # the import fails
+    monkeypatch.setitem(sys.modules, "imageguard.apache.adapters", None)  # the import fails
     gatekeeper = importlib.import_module("imageguard.gatekeeper")
     for handler in (handlers.accesshandler, handlers.fixuphandler, gatekeeper.accesshandler):
         req = FakeRequest(root, "open.jpg", options)
@@ -711,7 +711,7 @@ def test_a_rendition_is_made_from_the_file_the_gate_opened(
 ) -> None:
     """The name replaced right after the gate opened the file: the content check and the
     rendition read the opened file (800x600), not the one now at its name (600x800)."""
-    from imageguard.gate import Gate
+    from imageguard.files.gate import Gate
 
     root, options = site
     real_open = Gate.open

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from imageguard import heldcalls
-from imageguard.fileversion import validator
+from imageguard.files import heldcalls
+from imageguard.files.fileversion import validator
 
 
 def _expected(st: os.stat_result) -> tuple[heldcalls.Validator, int]:

@@ -10,10 +10,8 @@ from typing import Any
 
 import pytest
 
-from imageguard.apacheconf import SITE_ONLY, SiteConfig, read_python_options
-from imageguard.cli import main
-from imageguard.errors import ConfigError
-from imageguard.options import (
+from imageguard.apache.apacheconf import SITE_ONLY, SiteConfig, read_python_options
+from imageguard.apache.options import (
     BY_NAME,
     GROUPS,
     TABLE,
@@ -25,7 +23,9 @@ from imageguard.options import (
     markers,
     rewrite_tables,
 )
-from imageguard.settings import OPTIONS, Settings
+from imageguard.apache.settings import OPTIONS, Settings
+from imageguard.cli import main
+from imageguard.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from imageguard.errors import PatternError
-from imageguard.patterns import anchors_for, compile_pattern
+from imageguard.policy.patterns import anchors_for, compile_pattern
 
 
 @pytest.mark.parametrize(
@@ -161,7 +161,7 @@ def test_user_names_are_never_normalised_into_another_account() -> None:
     get Kate's folder, so names must already be composed (check_name), and {user} takes
     the name as it is."""
     from imageguard.errors import PrincipalError
-    from imageguard.principals import check_name
+    from imageguard.policy.principals import check_name
 
     pattern = compile_pattern("users/{user}/**")
     assert not pattern.matches("users/Kate/private.jpg", "\u212aate")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from imageguard.progress import ProgressBar
+from imageguard.cli.progress import ProgressBar
 
 
 class Terminal(io.StringIO):

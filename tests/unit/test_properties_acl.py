@@ -7,7 +7,7 @@ after the other, and the decision as its five numbered steps, each a filter. Hyp
 generates patterns, paths, users, groups and rule sets, and the library must agree with
 the reference on every one.
 
-One thing the reference takes from the module documentation of imageguard.patterns
+One thing the reference takes from the module documentation of imageguard.policy.patterns
 rather than from docs/acl.md: names are compared in Unicode's composed form (NFC).
 """
 
@@ -24,10 +24,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from imageguard.acl import Rule, decide, ranked
 from imageguard.errors import PatternError, RuleError
-from imageguard.patterns import anchors_for, compile_pattern
-from imageguard.principals import Identity
+from imageguard.policy.acl import Rule, decide, ranked
+from imageguard.policy.patterns import anchors_for, compile_pattern
+from imageguard.policy.principals import Identity
 from imageguard.store import AclStore
 
 FAST = settings(max_examples=300, deadline=None)

@@ -22,8 +22,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imageguard import sharelinks
-from imageguard.cookies import find_cookie, unquote
 from imageguard.errors import (
     BadSignature,
     ShareLinkError,
@@ -31,16 +29,25 @@ from imageguard.errors import (
     TicketExpired,
     TicketFromFuture,
 )
-from imageguard.gate import FORBIDDEN, METHOD_NOT_ALLOWED, NOT_FOUND, OK, Gate, relative_to_root
-from imageguard.levels import Level
-from imageguard.principals import check_name
-from imageguard.tickets import (
+from imageguard.files.gate import (
+    FORBIDDEN,
+    METHOD_NOT_ALLOWED,
+    NOT_FOUND,
+    OK,
+    Gate,
+    relative_to_root,
+)
+from imageguard.identity import sharelinks
+from imageguard.identity.cookies import find_cookie, unquote
+from imageguard.identity.tickets import (
     TicketVerifier,
     VerifiedTicket,
     decode_cookie_value,
     issue_ticket,
     parse_ticket,
 )
+from imageguard.policy.levels import Level
+from imageguard.policy.principals import check_name
 
 SETTINGS = settings(max_examples=200, deadline=None)
 FIXTURE_SETTINGS = settings(

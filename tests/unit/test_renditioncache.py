@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imageguard import renditioncache
-from imageguard.content import ContentChecker
 from imageguard.errors import ConfigError, RenditionError, UnreadableImage
-from imageguard.fileversion import FileVersion
-from imageguard.levels import Level
-from imageguard.renditioncache import RenditionCache, entry_name
-from imageguard.renditions import RenditionSpec
+from imageguard.files import renditioncache
+from imageguard.files.content import ContentChecker
+from imageguard.files.fileversion import FileVersion
+from imageguard.files.renditioncache import RenditionCache, entry_name
+from imageguard.files.renditions import RenditionSpec
+from imageguard.policy.levels import Level
 
 THUMB = RenditionSpec(Level.THUMB, 64)
 PREVIEW = RenditionSpec(Level.PREVIEW, 128, "example.org")

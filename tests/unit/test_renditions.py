@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from imageguard.content import identify
 from imageguard.errors import FileChanged, ImageTooLarge, UnreadableImage
-from imageguard.fileversion import FileVersion
-from imageguard.levels import Level
-from imageguard.renditions import (
+from imageguard.files.content import identify
+from imageguard.files.fileversion import FileVersion
+from imageguard.files.renditions import (
     RenditionSpec,
     check_renders,
     check_watermark_template,
@@ -26,6 +25,7 @@ from imageguard.renditions import (
     output_format,
     watermark_text,
 )
+from imageguard.policy.levels import Level
 
 FORMATS = ["JPEG", "PNG", "GIF", "WEBP"]
 THUMB = RenditionSpec(Level.THUMB, 64)
@@ -166,9 +166,9 @@ def test_watermark_text() -> None:
 
 MEMORY_PROBE = """
 import json, resource, sys, time
-from imageguard.content import identify
-from imageguard.levels import Level
-from imageguard.renditions import RenditionSpec, make_rendition
+from imageguard.files.content import identify
+from imageguard.policy.levels import Level
+from imageguard.files.renditions import RenditionSpec, make_rendition
 info = identify(sys.argv[1], "JPEG", ["JPEG"], 50_000_000)
 make_rendition(sys.argv[1], info, RenditionSpec(Level.THUMB, 64), 50_000_000)  # warm up
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

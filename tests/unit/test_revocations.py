@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from imageguard.apache.runtime import Runtime, runtime_for
 from imageguard.errors import MalformedTicket, StoreError
-from imageguard.runtime import Runtime, runtime_for
+from imageguard.identity.tickets import decode_cookie_value, issue_ticket, parse_ticket
 from imageguard.store import SCHEMA_VERSION, AclStore, CachedAcl
-from imageguard.tickets import decode_cookie_value, issue_ticket, parse_ticket
 
 
 @pytest.fixture
@@ -113,7 +113,7 @@ def ticket_runtime(db: Path, secrets: Path, secret: str) -> Runtime:
 def test_ticket_logins_are_verified_once_and_still_revocable(
     db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from imageguard.tickets import TicketVerifier
+    from imageguard.identity.tickets import TicketVerifier
 
     secrets = tmp_path / "secrets"
     runtime = ticket_runtime(db, secrets, "runtime-secret-0123456789")
@@ -147,7 +147,7 @@ def test_ticket_logins_are_verified_once_and_still_revocable(
 def test_spellings_of_one_ticket_share_one_cache_entry(db: Path, tmp_path: Path) -> None:
     import base64
 
-    from imageguard.logins import TicketLogin
+    from imageguard.identity.logins import TicketLogin
 
     runtime = ticket_runtime(db, tmp_path / "secrets", "spelling-secret-0123456789")
     now = 1_800_000_000

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from imageguard import sharelinks
-from imageguard.durations import parse_duration
 from imageguard.errors import ConfigError, ShareLinkError
-from imageguard.levels import Level
-from imageguard.secretfile import SecretFile, parse_secrets
+from imageguard.identity import sharelinks
+from imageguard.identity.secretfile import SecretFile, parse_secrets
+from imageguard.policy.levels import Level
+from imageguard.support.durations import parse_duration
 
 A = b"first-secret-0123456789"
 B = b"second-secret-0123456789"
@@ -176,7 +176,7 @@ def test_no_link_is_signed_or_checked_with_an_empty_or_short_secret(secrets: lis
     "secrets", [[], (), [b""], [b"fifteen-bytes!!"], ["a-str-secret-0123456789"]]
 )
 def test_a_ticket_verifier_cannot_be_built_without_usable_secrets(secrets: list[bytes]) -> None:
-    from imageguard.tickets import TicketVerifier
+    from imageguard.identity.tickets import TicketVerifier
 
     with pytest.raises(ConfigError, match="secret"):
         TicketVerifier(secrets=secrets)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from imageguard.cookies import find_cookie
 from imageguard.errors import ConfigError
-from imageguard.sessions import (
+from imageguard.identity.cookies import find_cookie
+from imageguard.identity.sessions import (
     DbmSessionReader,
     FileSessionReader,
     SessionKeys,
@@ -130,7 +130,7 @@ def test_make_reader() -> None:
 
 
 def test_quoted_cookie_values_are_unquoted() -> None:
-    from imageguard.cookies import find_cookie
+    from imageguard.identity.cookies import find_cookie
 
     header = 'pysid="abc"; auth_tkt="d1\\054e2!x\\"y"; plain=v'
     assert find_cookie([header], "pysid") == "abc"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from imageguard.apache.runtime import Runtime, runtime_for
+from imageguard.apache.settings import Settings
 from imageguard.errors import ConfigError, FormatMismatch
-from imageguard.gate import GateVerdict
-from imageguard.runtime import Runtime, runtime_for
-from imageguard.settings import Settings
+from imageguard.files.gate import GateVerdict
 
 
 def test_defaults(tmp_path: Path) -> None:

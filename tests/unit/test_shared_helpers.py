@@ -9,14 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from imageguard import heldcalls, imagecommands, principals
-from imageguard.content import EXTENSION_FORMATS, ContentChecker
+from imageguard.cli import imagecommands
 from imageguard.errors import FormatMismatch
-from imageguard.fileversion import FileVersion, stat_validator, validator
-from imageguard.heldcalls import Validator
-from imageguard.principals import valid_groups
-from imageguard.safetext import one_line
-from imageguard.sessions import SessionKeys, StoredSession, identity_from_session
+from imageguard.files import heldcalls
+from imageguard.files.content import EXTENSION_FORMATS, ContentChecker
+from imageguard.files.fileversion import FileVersion, stat_validator, validator
+from imageguard.files.heldcalls import Validator
+from imageguard.identity.sessions import SessionKeys, StoredSession, identity_from_session
+from imageguard.policy import principals
+from imageguard.policy.principals import valid_groups
+from imageguard.support.safetext import one_line
 
 
 def test_the_validator_changes_with_every_kind_of_edit(tmp_path: Path) -> None:

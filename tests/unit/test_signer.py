@@ -8,7 +8,6 @@ import hmac
 
 import pytest
 
-from imageguard import sharelinks
 from imageguard.errors import (
     BadSignature,
     ConfigError,
@@ -26,15 +25,16 @@ from imageguard.errors import (
     TicketExpired,
     TicketFromFuture,
 )
-from imageguard.levels import Level
-from imageguard.signer import HMACAlgorithm, Signer
-from imageguard.tickets import (
+from imageguard.identity import sharelinks
+from imageguard.identity.signer import HMACAlgorithm, Signer
+from imageguard.identity.tickets import (
     AuthTktAlgorithm,
     TicketVerifier,
     issue_ticket,
     ticket_digest,
     ticket_signer,
 )
+from imageguard.policy.levels import Level
 
 NEW = b"new-secret-0123456789"
 OLD = b"old-secret-0123456789"

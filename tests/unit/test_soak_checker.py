@@ -32,8 +32,8 @@ from soakmodel import (
     check,
 )
 
-from imageguard.levels import Level
-from imageguard.principals import Identity
+from imageguard.policy.levels import Level
+from imageguard.policy.principals import Identity
 from imageguard.store import AclStore
 
 FULL, PREVIEW, THUMB = int(Level.FULL), int(Level.PREVIEW), int(Level.THUMB)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from imageguard.errors import ImportFormatError, NoSuchRule, RuleError, StoreError
-from imageguard.levels import Level
-from imageguard.principals import Identity
+from imageguard.policy.levels import Level
+from imageguard.policy.principals import Identity
 from imageguard.store import SCHEMA_VERSION, AclStore, CachedAcl
 
 
@@ -178,9 +178,9 @@ def test_every_write_bumps_the_change_stamp(db: Path) -> None:
 
 
 def test_large_stamp_is_replaced(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import imageguard.store as store_module
+    import imageguard.store.stamp as stamp_module
 
-    monkeypatch.setattr(store_module, "STAMP_LIMIT", 3)
+    monkeypatch.setattr(stamp_module, "STAMP_LIMIT", 3)
     cache = CachedAcl(str(db))
     stamp = Path(str(db) + ".changes")
     with AclStore(db) as store:
@@ -193,7 +193,7 @@ def test_large_stamp_is_replaced(db: Path, monkeypatch: pytest.MonkeyPatch) -> N
 def test_writes_by_other_tools_are_seen_by_the_safety_check(
     db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import imageguard.store as store_module
+    import imageguard.store.cached as cached_module
 
     cache = CachedAcl(str(db))
     assert cache.decide("x/a.jpg", Identity()).level is Level.DENY
@@ -204,7 +204,7 @@ def test_writes_by_other_tools_are_seen_by_the_safety_check(
     )
     raw.commit()
     assert cache.decide("x/a.jpg", Identity()).level is Level.DENY  # stamp untouched
-    monkeypatch.setattr(store_module, "SAFETY_CHECK_S", 0.0)
+    monkeypatch.setattr(cached_module, "SAFETY_CHECK_S", 0.0)
     assert cache.decide("x/a.jpg", Identity()).level is Level.FULL
 
 
@@ -212,9 +212,9 @@ def test_cached_reader_reopens_a_replaced_file(
     db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A store replaced by another file (not through the API) is seen by the safety check."""
-    import imageguard.store as store_module
+    import imageguard.store.cached as cached_module
 
-    monkeypatch.setattr(store_module, "SAFETY_CHECK_S", 0.0)
+    monkeypatch.setattr(cached_module, "SAFETY_CHECK_S", 0.0)
     cache = CachedAcl(str(db))
     assert cache.decide("p/a.jpg", Identity()).level is Level.DENY
     fresh = tmp_path / "fresh.db"
@@ -227,9 +227,9 @@ def test_cached_reader_reopens_a_replaced_file(
 def test_cached_reader_fails_closed_when_store_vanishes(
     db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import imageguard.store as store_module
+    import imageguard.store.cached as cached_module
 
-    monkeypatch.setattr(store_module, "SAFETY_CHECK_S", 0.0)
+    monkeypatch.setattr(cached_module, "SAFETY_CHECK_S", 0.0)
     cache = CachedAcl(str(db))
     cache.decide("p/a.jpg", Identity())
     db.unlink()
@@ -332,11 +332,11 @@ def test_an_older_store_that_cannot_be_upgraded_says_what_to_run(
     db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Apache's user may only read the store: it is told how to upgrade it, once."""
-    from imageguard import store as store_module
+    from imageguard.store import database
 
     _as_version_2(db)
-    opened = store_module._open
-    monkeypatch.setattr(store_module, "_open", lambda path, mode: opened(path, "ro"))
+    opened = database._open
+    monkeypatch.setattr(database, "_open", lambda path, mode: opened(path, "ro"))
     with pytest.raises(StoreError, match=r"schema version 2, older .* run 'imageguard --db"):
         AclStore(db)
 
@@ -353,7 +353,7 @@ def test_a_store_whose_folder_cannot_be_searched_is_a_store_error(
 ) -> None:
     """A stat that fails otherwise than 'no such file' is the store's fault (500), not
     the image's (which the handlers would answer with 403)."""
-    from imageguard import heldcalls
+    from imageguard.files import heldcalls
 
     acl = CachedAcl(str(db))
     assert acl.decide("a.jpg", Identity("bob")).level is Level.DENY

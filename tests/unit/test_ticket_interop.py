@@ -34,7 +34,7 @@ from imageguard.errors import (
     TicketExpired,
     TicketFromFuture,
 )
-from imageguard.tickets import (
+from imageguard.identity.tickets import (
     MAX_CLOCK_SKEW_S,
     TicketVerifier,
     decode_cookie_value,

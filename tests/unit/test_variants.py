@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from imageguard.errors import VariantError
-from imageguard.levels import Level
-from imageguard.variants import choose, requested_variant
+from imageguard.policy.levels import Level
+from imageguard.policy.variants import choose, requested_variant
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,531 @@
+"""The mod_python adapters behind :mod:`imageguard.handlers` (one handler per phase) and
+:mod:`imageguard.gatekeeper` (the same steps in one call, the access phase).
+
+Each handler gathers the request's :class:`~imageguard.policy.decision.Facts` (:func:`_facts`),
+asks :func:`imageguard.policy.decision.decide` (no mod_python there) for the
+:class:`~imageguard.policy.decision.Outcome`, and applies it (:func:`_apply`): every policy
+choice is made there, none here. Every path returns an explicit status, and any
+exception becomes a refusal with a one-line log entry: an image is never served because
+something went wrong. Apache's own default handler then sends the file
+(sendfile, Range, HEAD, ETag and 304), so Python never touches the bytes.
+
+How a file is handed to Apache, and why it is safe:
+
+* **The very file that was checked.** The gate opens the admitted file itself, without
+  following any link on the way (:meth:`~imageguard.files.gate.Gate.open`), and only if
+  it is the version its checks saw, and names the descriptor to Apache as
+  ``/proc/self/fd/N``. Apache opens that name, which is the open file whatever happens
+  to the path meanwhile: a file or folder swapped for a link after the check is never
+  what gets sent. The descriptor must stay open until Apache has opened that name, in
+  this request's handler phase (:class:`_Descriptors` says when it is closed).
+* **Only Apache's file handler, as an image.** That name has no extension, so none of
+  mod_mime's per-extension mappings (``AddHandler type-map``, ``AddOutputFilter
+  INCLUDES``, CGI, PHP, languages, encodings) can apply; the handler sets the
+  Content-Type itself.
+* **A second look after the phases.** Every handler schedules :func:`fixuphandler` for
+  its request, and the generated configuration names it as well. The fixup phase runs
+  after authorization and after Apache's own type and handler overrides, also when the
+  configuration skipped imageguard's later phases: it refuses the request unless an
+  imageguard handler admitted it, Apache's file handler will send it, and nothing
+  changed the file name or type since.
+
+mod_python decodes request strings strictly as UTF-8, so reading ``req.uri`` or a header
+can itself raise; every such read here is guarded (a path that is not UTF-8 is a 404, a
+query a 400, a foreign byte in another application's cookie is read around).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+from mod_python import apache
+
+from ..errors import RenditionError
+from ..files import heldcalls
+from ..policy.decision import (
+    NO_STORE,
+    Action,
+    Facts,
+    FileFacts,
+    Outcome,
+    Phase,
+    Progress,
+    Send,
+    Unreadable,
+    decide,
+    refusal_for,
+)
+from ..support.safetext import one_line
+from .names import ADMITTED_ENV, FIXUP_HANDLER, LOGIN_COOKIE_ENV
+from .runtime import Runtime, runtime_for
+
+import _apache  # isort: skip  (mod_python's C module; exists only inside Apache)
+
+#: What the gatekeeper sets in the request's environment for what it admits
+#: (:data:`~imageguard.apache.names.ADMITTED_ENV`); its configuration has Apache itself
+#: (mod_authz_core, in C) refuse anything without it.
+ADMITTED = ADMITTED_ENV
+
+_STATE_ATTR = "imageguard_state"
+_REFUSED_ATTR = "imageguard_refused"
+_SENT_ATTR = "imageguard_sent"
+_FIXUP_ATTR = "imageguard_fixup"
+_PASSED_ATTR = "imageguard_fixup_passed"
+_FD_PREFIX = "/proc/self/fd/"
+_PHASES = {"access": Phase.ACCESS, "authen": Phase.AUTHEN, "authz": Phase.AUTHZ}
+
+__all__ = [
+    "ADMITTED",
+    "FIXUP_HANDLER",
+    "LOGIN_COOKIE_ENV",
+    "NO_STORE",
+    "accesshandler",
+    "authenhandler",
+    "authzhandler",
+    "fixuphandler",
+    "gatekeeper",
+]
+
+
+class _Sent(NamedTuple):
+    """What an imageguard handler told Apache to send (checked again by the fixup)."""
+
+    filename: str
+    content_type: str
+
+
+class _RequestState(NamedTuple):
+    """What the phases of one request share (kept on mod_python's request object, the
+    same for every phase): the configuration, the facts, and the policy's progress."""
+
+    runtime: Runtime
+    facts: Facts
+    progress: Progress
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+def gatekeeper(req: Any) -> int:
+    """All three phases' work in the access phase, for one Python call per request.
+
+    The same decision as :func:`accesshandler`, :func:`authenhandler` and
+    :func:`authzhandler` together, with the same answers. What it lets through is marked
+    with :data:`ADMITTED`, and the configuration ends with ``Require env
+    IMAGEGUARD_ADMITTED``: if this handler did not run, or refused, Apache refuses the
+    request by itself.
+    """
+    try:
+        _begin(req)
+        runtime = _runtime(req)
+        status = _run(req, runtime, _facts(req, runtime), Progress(), Phase.ALL)
+        if status == apache.OK:  # an image, or the padlock with the deny status
+            req.subprocess_env[ADMITTED] = "1"
+        return status
+    except Exception as exc:
+        return _fail_closed(req, "gatekeeper", exc)
+
+
+def accesshandler(req: Any) -> int:
+    """Access phase: refuse methods, path tricks and extensions the gate does not allow.
+
+    Where no ACL store is configured (the gate alone, e.g. from an ``.htaccess``), this
+    is the last word, and it hands the admitted file to Apache itself; otherwise the
+    authorization phase does that.
+    """
+    return _phase(req, "access")
+
+
+def authenhandler(req: Any) -> int:
+    """Authentication phase: set ``req.user`` from the application's login."""
+    return _phase(req, "authen")
+
+
+def authzhandler(req: Any) -> int:
+    """Authorization phase: the ACL's level and the variant asked for decide what is sent."""
+    return _phase(req, "authz")
+
+
+def _phase(req: Any, name: str) -> int:
+    """One phase of the three: the policy up to *name*'s step, with what the earlier
+    phases of this request worked out; any exception is a refusal."""
+    try:
+        _begin(req)
+        state = _state(req)
+        return _run(req, state.runtime, state.facts, state.progress, _PHASES[name])
+    except Exception as exc:
+        return _fail_closed(req, name, exc)
+
+
+def _run(req: Any, runtime: Runtime, facts: Facts, progress: Progress, phase: Phase) -> int:
+    """Decide, apply the effects met on the way (even when deciding raised), apply the
+    outcome."""
+    try:
+        outcome = decide(facts, runtime, progress, phase)
+    finally:
+        _apply_progress(req, progress)
+    return _apply(req, outcome, facts.file)
+
+
+# --------------------------------------------------------------------------- facts
+
+
+def _runtime(req: Any) -> Runtime:
+    return runtime_for(req.get_options(), (req.hlist.directory or "").rstrip("/"))
+
+
+def _state(req: Any) -> _RequestState:
+    """This request's state; made anew if the file name changed since it was stored."""
+    state: _RequestState | None = getattr(req, _STATE_ATTR, None)
+    if state is None or state.facts.filename != _text(req, "filename"):
+        runtime = _runtime(req)
+        state = _RequestState(runtime, _facts(req, runtime), Progress())
+        setattr(req, _STATE_ATTR, state)
+    return state
+
+
+def _facts(req: Any, runtime: Runtime) -> Facts:
+    """What the policy may know of *req* (:class:`Unreadable` for a path or query that
+    is not UTF-8, in that order)."""
+    filename = _text(req, "filename")
+    query = _text(req, "args")
+    headers = _Headers(req.headers_in)
+    cookies, note = _cookies(req, headers, runtime.logins.cookie_name)
+    return Facts(
+        _text(req, "method"),
+        filename,
+        _text(req, "path_info"),
+        query,
+        _back(req),
+        cookies,
+        req.useragent_ip or "",
+        headers.get("Accept") or "",
+        req.server.server_hostname or "",
+        time.time(),
+        _file_facts(req.finfo),
+        headers,
+        lambda: _global_mutex(req.server),
+        note,
+    )
+
+
+def _file_facts(finfo: Any) -> FileFacts | None:
+    """What an Apache ``finfo`` says of a regular file (None for anything else)."""
+    if finfo.filetype != apache.APR_REG:
+        return None
+    return FileFacts(finfo.device, finfo.inode, finfo.size, finfo.mtime)
+
+
+def _text(req: Any, name: str) -> str:
+    """The request attribute *name* ("" when unset); :class:`Unreadable` if not UTF-8."""
+    try:
+        return getattr(req, name) or ""
+    except UnicodeDecodeError:
+        raise Unreadable(name) from None
+
+
+def _back(req: Any) -> str:
+    """The URL as asked, for a login redirect's ``back=`` ("" when it is not UTF-8)."""
+    try:
+        return req.unparsed_uri or req.uri or ""
+    except UnicodeDecodeError:
+        return ""
+
+
+class _Headers:
+    """The request's headers for the policy: None when absent or not UTF-8."""
+
+    __slots__ = ("table",)
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def get(self, name: str) -> str | None:
+        try:
+            value = self.table.get(name)
+        except UnicodeDecodeError:
+            return None
+        return ", ".join(value) if isinstance(value, list) else value
+
+
+def _cookies(
+    req: Any, headers: _Headers, login_cookie: str | None
+) -> tuple[tuple[str, ...], tuple[int, str] | None]:
+    """The Cookie header values; when they are not UTF-8 (a byte of another
+    application's cookie makes mod_python refuse the whole header), the login cookie as
+    the configuration's ``SetEnvIf`` line found it in them (:data:`LOGIN_COOKIE_ENV`),
+    and what to log about it."""
+    try:
+        value = headers.table.get("Cookie")
+    except UnicodeDecodeError:
+        pass
+    else:
+        if value is None:
+            return (), None
+        return (tuple(value) if isinstance(value, list) else (value,)), None
+    try:
+        found = req.subprocess_env.get(LOGIN_COOKIE_ENV)
+    except UnicodeDecodeError:
+        return (), (apache.APLOG_ERR, "ignored login cookie: its value is not UTF-8")
+    if found is None or login_cookie is None:
+        return (), (
+            apache.APLOG_WARNING,
+            f"ignored a Cookie header that is not UTF-8; the SetEnvIf line of "
+            f"`imageguard apache-conf` reads the login cookie out of such headers "
+            f"({LOGIN_COOKIE_ENV} is not set)",
+        )
+    return (f"{login_cookie}={found}",), None
+
+
+@contextlib.contextmanager
+def _global_mutex(server: Any) -> Iterator[None]:
+    """mod_python's global mutex 0, which guards its DbmSession database."""
+    _apache._global_lock(server, None, 0)
+    try:
+        yield
+    finally:
+        _apache._global_unlock(server, None, 0)
+
+
+# --------------------------------------------------------------------------- outcomes
+
+
+def _apply_progress(req: Any, progress: Progress) -> None:
+    """Keep the policy's descriptors until Apache is done with them (:data:`_DESCRIPTORS`);
+    log its notes; set its environment (REMOTE_USER_DATA, REMOTE_USER_TOKENS)."""
+    if progress.opened:
+        opened, progress.opened = progress.opened, []
+        _DESCRIPTORS.keep(opened)
+    for level, message in progress.notes:
+        _log(req, level, message)
+    progress.notes.clear()
+    for name, value in progress.env:
+        req.subprocess_env[name] = value
+    progress.env.clear()
+
+
+def _apply(req: Any, outcome: Outcome, file: FileFacts | None) -> int:
+    """Turn the policy's *outcome* into Apache's terms; the status to return."""
+    if outcome.user is not None:
+        req.user = outcome.user
+    action = outcome.action
+    if action is Action.PASS:
+        return apache.OK
+    if outcome.reason:
+        _log(req, outcome.level, outcome.reason)
+    if action is Action.ADMIT and outcome.send is not None:
+        _send(req, outcome.send, file)
+        headers = req.headers_out
+        for name, value in outcome.headers:
+            headers[name] = value
+        headers.add("Vary", outcome.vary)
+        return apache.OK
+    for name, value in outcome.headers:
+        req.err_headers_out[name] = value
+    if outcome.allow:
+        req.allow_methods(list(outcome.allow), 1)  # Apache builds the Allow header from this
+    if outcome.send is not None:  # the padlock, sent by Apache's file handler
+        _send(req, outcome.send, file)
+        req.status = outcome.status
+        return apache.OK
+    setattr(req, _REFUSED_ATTR, outcome.status)
+    return outcome.status
+
+
+def _send(req: Any, send: Send, file: FileFacts | None) -> None:
+    """Have Apache's own file handler send the open file of *send*.
+
+    Apache is given ``/proc/self/fd/N``, the name of that open file (see the module
+    docstring), and a ``finfo`` describing it (without one, Apache would cut the file at
+    the size of the one first asked for). Apache's own ``finfo`` of the name asked for
+    (*file*) usually is that file's already; otherwise the file is looked up by its
+    path, and by its descriptor only if the path names another file by now (each
+    ``/proc`` look-up costs more than an ordinary one).
+    """
+    name = f"{_FD_PREFIX}{send.fd}"
+    if file is None or not file.describes(send.version):
+        finfo = apache.stat(send.path, apache.APR_FINFO_MIN)
+        found = _file_facts(finfo)
+        if found is None or not found.describes(send.version):
+            finfo = apache.stat(name, apache.APR_FINFO_MIN)
+            if finfo.filetype != apache.APR_REG:
+                raise RenditionError(f"{name} is not a regular file")
+        req.finfo = finfo
+    req.filename = name
+    req.content_type = send.content_type
+    setattr(req, _SENT_ATTR, _Sent(name, send.content_type))
+
+
+def _begin(req: Any) -> None:
+    """What the first imageguard handler of a request does: schedule :func:`fixuphandler`
+    for it and, for a request of its own (not a subrequest or an internal redirect),
+    close the descriptors earlier requests on this thread handed to Apache."""
+    if _schedule_fixup(req) and req.main is None and req.prev is None:
+        _DESCRIPTORS.close_earlier()
+
+
+def _schedule_fixup(req: Any) -> bool:
+    """Have :func:`fixuphandler` look at this request once all its phases have run; True
+    the first time for this request."""
+    if getattr(req, _FIXUP_ATTR, False):
+        return False
+    req.add_handler("PythonFixupHandler", FIXUP_HANDLER)
+    setattr(req, _FIXUP_ATTR, True)
+    return True
+
+
+class _Descriptors:
+    """The descriptors handed to Apache, kept open until it is done with them, by thread.
+
+    Apache opens ``/proc/self/fd/N`` in the request's handler phase, on the thread that
+    ran its access phase: an Apache thread runs one request from its first phase to its
+    handler before it starts another (a subrequest or an internal redirect runs inside
+    it, on the same thread). So when a thread starts a request of its own, every
+    descriptor it handed to Apache before has been opened by Apache or never will be,
+    and is closed then. That costs no Python call when the request ends (a
+    ``register_cleanup`` would: mod_python takes the interpreter's lock once more per
+    request for it), and at most the descriptors of one request stay open per thread.
+
+    Keyed by the thread's own identity, not a ``threading.local``: mod_python lends its
+    Python thread states to whichever Apache thread needs one, so a thread-local value
+    would follow a thread state to another thread, whose next request would close a
+    descriptor a request still running here has yet to be sent from.
+    """
+
+    def __init__(self) -> None:
+        self._by_thread: dict[int, list[int]] = {}
+
+    def keep(self, fds: list[int]) -> None:
+        """Keep *fds* open until this thread starts another request of its own."""
+        kept = self._by_thread.setdefault(threading.get_ident(), [])
+        kept.extend(fds)
+
+    def close_earlier(self) -> None:
+        """Close what this thread's earlier requests kept open."""
+        kept = self._by_thread.pop(threading.get_ident(), None)
+        if kept:
+            for fd in kept:
+                with contextlib.suppress(OSError):
+                    heldcalls.close(fd)
+
+
+_DESCRIPTORS = _Descriptors()
+
+
+# --------------------------------------------------------------------------- logging
+
+
+def _where(req: Any) -> str:
+    """The requested path for the log, whatever bytes it holds."""
+    for name in ("uri", "unparsed_uri"):
+        with contextlib.suppress(UnicodeDecodeError):
+            return getattr(req, name) or ""
+    return "(a request target that is not UTF-8)"
+
+
+def _log(req: Any, level: int, message: str) -> None:
+    req.log_error(one_line(f"imageguard: {message} [{_where(req)}]"), level)
+
+
+def _refuse(req: Any, status: int, message: str) -> int:
+    """Refuse with *status*: one log line, no caching, and remembered for the fixup."""
+    _log(req, apache.APLOG_ERR, message)
+    req.err_headers_out["Cache-Control"] = NO_STORE
+    setattr(req, _REFUSED_ATTR, status)
+    return status
+
+
+def _fail_closed(req: Any, phase: str, exc: BaseException) -> int:
+    """Log *exc* in one line and refuse the request; never raises, whatever it holds."""
+    try:
+        outcome = refusal_for(exc, phase)
+        return _refuse(req, outcome.status, outcome.reason)
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            req.log_error("imageguard: refused a request it could not describe", 3)
+        with contextlib.suppress(BaseException):
+            setattr(req, _REFUSED_ATTR, 500)
+        return 500
+
+
+# --------------------------------------------------------------------------- the fixup
+
+
+def fixuphandler(req: Any) -> int:
+    """Fixup phase: refuse what no imageguard handler admitted, or what is about to be
+    sent otherwise than as it was admitted.
+
+    It runs after every access and authorization step, after mod_mime has typed the
+    request and after Apache applied ``SetHandler`` and ``ForceType``, also when the
+    configuration skipped imageguard's later phases (a ``Require`` that needs no user,
+    ``Satisfy Any``, a missing ``PythonAuthzHandler`` line). Every handler schedules it
+    for its request, and the generated configuration names it too (``PythonFixupHandler``):
+    that line also covers a request that reached the directory without any access check
+    (an ``ErrorDocument`` or internal redirect into it, whose configuration equals its
+    parent's). So it catches:
+
+    * a refusal the configuration overrode: refused again, with the same status;
+    * a request no handler admitted (authorization never ran, or no phase did): 500;
+    * a file name, Content-Type or handler changed after admission: 500.
+    """
+    try:
+        if getattr(req, _PASSED_ATTR, False):  # scheduled and configured both: once is enough
+            return apache.OK
+        refused = getattr(req, _REFUSED_ATTR, None)
+        if refused is not None:
+            _log(
+                req,
+                apache.APLOG_ERR,
+                f"fixup: refused ({refused}) again: the configuration let the request go on "
+                "after imageguard refused it (Satisfy Any with a Require that passes?)",
+            )
+            return int(refused)
+        sent = getattr(req, _SENT_ATTR, None)
+        if sent is None:
+            return _refuse(req, apache.HTTP_INTERNAL_SERVER_ERROR, _not_admitted(req))
+        problem = _sent_otherwise(req, sent)
+        if problem:
+            return _refuse(req, apache.HTTP_INTERNAL_SERVER_ERROR, f"fixup: {problem}")
+        setattr(req, _PASSED_ATTR, True)
+        return apache.OK
+    except Exception as exc:
+        return _fail_closed(req, "fixup", exc)
+
+
+def _not_admitted(req: Any) -> str:
+    """The fixup's reason for a request that no imageguard handler admitted."""
+    if req.prev is not None or req.main is not None:
+        # Apache skips every access check of an internal redirect or a subrequest whose
+        # configuration equals its parent's.
+        kind = "internal redirect" if req.prev is not None else "subrequest"
+        return (
+            f"fixup: no imageguard handler admitted this {kind}: Apache skipped its access "
+            "checks, as its configuration equals the original request's (an ErrorDocument "
+            "or an internal_redirect pointing into the same protected directory?)"
+        )
+    return (
+        "fixup: no imageguard handler admitted this request: its authorization did not "
+        "run (a Require that needs no user, Satisfy Any, or no PythonAuthzHandler line "
+        "where an ACL store is configured)"
+    )
+
+
+def _sent_otherwise(req: Any, sent: _Sent) -> str:
+    """Why the request would not be sent as it was admitted ("" when it would)."""
+    filename = _text(req, "filename")
+    if filename != sent.filename:
+        return f"the file name changed after imageguard admitted the request: {filename}"
+    handler = _text(req, "handler")
+    if handler:
+        return (
+            f"handler {handler!r} would serve the image instead of Apache's file handler "
+            "(a SetHandler or ForceType of a <Files>, <FilesMatch> or <Location> section?)"
+        )
+    content_type = _text(req, "content_type")
+    if content_type != sent.content_type:
+        return f"the Content-Type changed to {content_type!r} after admission"
+    return ""

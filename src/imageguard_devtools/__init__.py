@@ -1,0 +1,10 @@
+"""Tooling around imageguard that is not imageguard: what its tests, benchmarks, soak and
+demo need, kept out of the package Apache loads.
+
+* :mod:`imageguard_devtools.localserver` runs a private Apache 2.4 + mod_python on
+  127.0.0.1 (the integration tests, ``make demo``, ``make bench``, ``make soak``);
+* :mod:`imageguard_devtools.demo` is ``make demo`` (``python -m imageguard_devtools.demo``).
+
+This package imports :mod:`imageguard`; :mod:`imageguard` imports nothing from here (a
+unit test checks it), so nothing in this package is ever on a request's path.
+"""
