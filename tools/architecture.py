@@ -112,7 +112,6 @@ CONCERNS = (
             "files.beneath",
             "files.content",
             "files.fileversion",
-            "files.heldcalls",
             "files.renditioncache",
             "files.renditions",
             "files.placeholder",

@@ -5,15 +5,16 @@ interpreter with ``Require all granted``, so that the difference between two of 
 is what one piece costs inside Apache:
 
 * :func:`floor`: an access handler that does nothing (the benchmark's floor);
-* :func:`fixup`: the same and a ``PythonFixupHandler`` that does nothing (the second
-  mod_python dispatch of every request, which the fixup's checks need);
+* the same with :func:`fixup` as a ``PythonFixupHandler`` that does nothing: the second
+  mod_python dispatch of every request, which the fixup's checks need;
 * :func:`fresh`: the two ``stat`` calls that make a logout and a change of rights seen by
-  the next request (the session file's and the ACL's change stamp, here two names the
-  options give);
-* :func:`bound`: the file opened below its folder without following links, its ``fstat``,
-  and Apache handed ``/proc/self/fd/N`` (the bytes sent are the bytes checked), the
-  descriptor closed as the gatekeeper closes them;
-* :func:`everything`: ``fresh`` and ``bound`` together (with the fixup configured).
+  the next request (the session file's and the ACL's change stamp; here two files the
+  options name);
+* :func:`bound`: the file opened below its folder without following links
+  (:func:`~imageguard.files.beneath.open_beneath`), its ``fstat``, and Apache handed
+  ``/proc/self/fd/N`` (the bytes sent are the bytes checked), the descriptor closed when
+  the request ends, as the gatekeeper does;
+* :func:`everything`: ``fresh`` and ``bound`` together, with the fixup.
 
 What the gatekeeper costs beyond ``everything`` is its own Python: the facts, the
 policy and the outcome.
@@ -26,8 +27,6 @@ from typing import Any
 
 from mod_python import apache
 
-from imageguard.apache import adapters
-from imageguard.files import heldcalls
 from imageguard.files.beneath import open_beneath
 from imageguard.files.fileversion import OPEN_FLAGS
 
@@ -42,17 +41,15 @@ def fixup(req: Any) -> int:
 
 def _fresh(req: Any) -> None:
     options = req.get_options()
-    heldcalls.stat(options["bench.session_file"])
-    heldcalls.stat(options["bench.stamp"])
+    os.stat(options["bench.session_file"])
+    os.stat(options["bench.stamp"])
 
 
 def _bound(req: Any) -> None:
-    if req.main is None and req.prev is None:  # as the gatekeeper's _begin, no fixup
-        adapters._DESCRIPTORS.close_earlier()
     folder, name = os.path.split(req.filename)
     fd = open_beneath(folder, name, OPEN_FLAGS)
-    adapters._DESCRIPTORS.keep([fd])
-    heldcalls.fstat(fd)
+    req.register_cleanup(os.close, fd)
+    os.fstat(fd)
     req.filename = f"/proc/self/fd/{fd}"
     req.content_type = "image/jpeg"
 

@@ -1,20 +1,19 @@
 """The gatekeeper's steps, timed inside Apache: where a request's microseconds go.
 
 The real code, nothing copied: :func:`imageguard.apache.adapters.gatekeeper` itself runs,
-and its steps (beginning the request: scheduling the fixup and closing the descriptors
-of the thread's earlier requests; finding the runtime, gathering the facts,
+and its steps (scheduling the fixup, finding the runtime, gathering the facts,
 :func:`imageguard.policy.decision.decide`, applying the outcome) and the policy's own (the gate,
 the login, the ACL, the variant sent) are timed by wrapping those functions in this
 interpreter. ``bench/profile.py`` runs this handler in an interpreter of its own
 (``PythonInterpreter imageguard_timed``), so the wrappers never touch the gatekeeper it
 measures next to it.
 
-``begin`` is scheduling the fixup and closing the thread's earlier descriptors (the
-fixup phase's own call is not timed here; the whole request's CPU cost includes it);
+``fixup`` is scheduling the fixup (the fixup phase's own call, and the cleanup that
+closes the descriptor, are not timed here; the whole request's CPU cost includes them);
 ``apply`` is applying the policy's effects and its outcome. Every
 ``bench.report_every`` requests a process writes one line to the error log:
 
-    TIMED n=20000 begin=1.1 runtime=2.0 facts=3.2 decide=20.1 d_gate=8.0 ... total=38.0
+    TIMED n=20000 fixup=1.1 runtime=2.0 facts=3.2 decide=20.1 d_gate=8.0 ... total=38.0
 
 (microseconds, averages over those requests; the ``d_`` steps are parts of ``decide``,
 ``d_rest`` what it spends outside them).
@@ -41,7 +40,7 @@ _inside = threading.local()
 #: The steps timed (name in the log line -> the functions of the module that make it up):
 #: the adapter's, around ``decide``, and the policy's own inside it.
 _ADAPTER_STEPS = {
-    "begin": ("_begin",),
+    "fixup": ("_schedule_fixup",),
     "runtime": ("_runtime",),
     "facts": ("_facts",),
     "decide": ("decide",),

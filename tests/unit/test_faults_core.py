@@ -19,8 +19,6 @@ import imageguard.store.cached as cached_module
 import imageguard.store.database as database_module
 from imageguard.apache.settings import Settings
 from imageguard.errors import ConfigError, StoreError
-from imageguard.files import heldcalls
-from imageguard.files.heldcalls import Validator
 from imageguard.identity.sessions import FileSessionReader
 from imageguard.policy.levels import Level
 from imageguard.policy.principals import Identity
@@ -173,14 +171,14 @@ def test_sessions_apache_may_not_read_are_a_configuration_error(
 ) -> None:
     """(The tests run as root, who may read anything: the refusal is simulated.)"""
     reader = FileSessionReader(str(tmp_path))
-    real_stat = heldcalls.stat
+    real_stat = os.stat
 
-    def denied(path: str, *, follow: bool = True) -> tuple[Validator, int]:
-        if path.startswith(str(tmp_path)):
+    def denied(path: object, *args: object, **kwargs: object) -> os.stat_result:
+        if str(path).startswith(str(tmp_path)):
             raise PermissionError(errno.EACCES, "Permission denied", path)
-        return real_stat(path, follow=follow)
+        return real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(heldcalls, "stat", denied)
+    monkeypatch.setattr(os, "stat", denied)
     with pytest.raises(ConfigError) as caught:
         reader.load(SID)
     message = str(caught.value)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-import threading
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -473,42 +472,17 @@ def test_access_handler_alone_sends_the_file(
     assert handlers.accesshandler(FakeRequest(root, "page.jpg", gate_only)) == 415
 
 
-def test_descriptors_stay_open_until_the_thread_starts_a_request_of_its_own(
+def test_descriptors_are_closed_when_the_request_ends(
     handlers: types.ModuleType, site: tuple[Path, dict[str, str]]
 ) -> None:
-    """Apache opens /proc/self/fd/N in the handler phase: the descriptor must outlive the
-    handler, a subrequest or internal redirect inside the request, and any request on
-    another thread; the thread's next request of its own closes it."""
     root, options = site
-
-    def admitted(req: FakeRequest) -> int:
-        assert handlers.authzhandler(req) == 0
-        fd = int(req.filename.rsplit("/", 1)[1])
-        os.fstat(fd)
-        return fd
-
-    first = FakeRequest(root, "open.jpg", options)
-    fd = admitted(first)
-    inner = [
-        FakeRequest(root, "open.jpg", options, main=first),  # a subrequest
-        FakeRequest(root, "open.jpg", options, prev=first),  # an internal redirect
-    ]
-    inner_fds = [admitted(req) for req in inner]
-    elsewhere: list[int] = []
-    thread = threading.Thread(
-        target=lambda: elsewhere.append(admitted(FakeRequest(root, "open.jpg", options)))
-    )
-    thread.start()
-    thread.join()
-    for still_open in (fd, *inner_fds, *elsewhere):
-        os.fstat(still_open)
-    later = FakeRequest(root, "open.jpg", options)
-    later_fd = admitted(later)
-    for closed in (fd, *inner_fds):
-        if closed != later_fd:  # the number may have been given out again, to this request
-            with pytest.raises(OSError):
-                os.fstat(closed)
-    os.fstat(elsewhere[0])  # another thread's: open until that thread's next request
+    req = FakeRequest(root, "open.jpg", options)
+    assert handlers.authzhandler(req) == 0
+    fd = int(req.filename.rsplit("/", 1)[1])
+    os.fstat(fd)  # open until the request ends...
+    req.end()
+    with pytest.raises(OSError):
+        os.fstat(fd)  # ...and closed then
 
 
 def test_a_file_swapped_after_the_check_is_looked_at_again(

@@ -11,10 +11,8 @@ import pytest
 
 from imageguard.cli import imagecommands
 from imageguard.errors import FormatMismatch
-from imageguard.files import heldcalls
 from imageguard.files.content import EXTENSION_FORMATS, ContentChecker
 from imageguard.files.fileversion import FileVersion, stat_validator, validator
-from imageguard.files.heldcalls import Validator
 from imageguard.identity.sessions import SessionKeys, StoredSession, identity_from_session
 from imageguard.policy import principals
 from imageguard.policy.principals import valid_groups
@@ -51,12 +49,12 @@ def test_no_validator_for_a_missing_file(
     (tmp_path / "file").write_text("x")
     assert stat_validator(str(tmp_path / "file" / "below")) is None  # not a folder
 
-    def refused(path: str, *, follow: bool = True) -> tuple[Validator, int]:
-        raise PermissionError(13, "Permission denied", path)
+    def refused(path: object, *args: object, **kw: object) -> os.stat_result:
+        raise PermissionError(13, "Permission denied", str(path))
 
     # A folder that cannot be searched is not "missing" (tests run as root, whom no mode
     # stops, so the refusal is made here).
-    monkeypatch.setattr(heldcalls, "stat", refused)
+    monkeypatch.setattr(os, "stat", refused)
     with pytest.raises(PermissionError):
         stat_validator(str(tmp_path / "file"))
 

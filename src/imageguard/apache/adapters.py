@@ -12,12 +12,11 @@ something went wrong. Apache's own default handler then sends the file
 How a file is handed to Apache, and why it is safe:
 
 * **The very file that was checked.** The gate opens the admitted file itself, without
-  following any link on the way (:meth:`~imageguard.files.gate.Gate.open`), and only if
-  it is the version its checks saw, and names the descriptor to Apache as
-  ``/proc/self/fd/N``. Apache opens that name, which is the open file whatever happens
-  to the path meanwhile: a file or folder swapped for a link after the check is never
-  what gets sent. The descriptor must stay open until Apache has opened that name, in
-  this request's handler phase (:class:`_Descriptors` says when it is closed).
+  following any link on the way (:meth:`~imageguard.files.gate.Gate.open`), and only if it is
+  the version its checks saw; it keeps the descriptor open until the request
+  ends and names it to Apache as ``/proc/self/fd/N``. Apache opens that name, which is
+  the open file whatever happens to the path meanwhile: a file or folder swapped for a
+  link after the check is never what gets sent.
 * **Only Apache's file handler, as an image.** That name has no extension, so none of
   mod_mime's per-extension mappings (``AddHandler type-map``, ``AddOutputFilter
   INCLUDES``, CGI, PHP, languages, encodings) can apply; the handler sets the
@@ -37,7 +36,7 @@ query a 400, a foreign byte in another application's cookie is read around).
 from __future__ import annotations
 
 import contextlib
-import threading
+import os
 import time
 from collections.abc import Iterator
 from typing import Any, NamedTuple
@@ -45,7 +44,6 @@ from typing import Any, NamedTuple
 from mod_python import apache
 
 from ..errors import RenditionError
-from ..files import heldcalls
 from ..policy.decision import (
     NO_STORE,
     Action,
@@ -120,7 +118,7 @@ def gatekeeper(req: Any) -> int:
     request by itself.
     """
     try:
-        _begin(req)
+        _schedule_fixup(req)
         runtime = _runtime(req)
         status = _run(req, runtime, _facts(req, runtime), Progress(), Phase.ALL)
         if status == apache.OK:  # an image, or the padlock with the deny status
@@ -154,7 +152,7 @@ def _phase(req: Any, name: str) -> int:
     """One phase of the three: the policy up to *name*'s step, with what the earlier
     phases of this request worked out; any exception is a refusal."""
     try:
-        _begin(req)
+        _schedule_fixup(req)
         state = _state(req)
         return _run(req, state.runtime, state.facts, state.progress, _PHASES[name])
     except Exception as exc:
@@ -295,11 +293,17 @@ def _global_mutex(server: Any) -> Iterator[None]:
 
 
 def _apply_progress(req: Any, progress: Progress) -> None:
-    """Keep the policy's descriptors until Apache is done with them (:data:`_DESCRIPTORS`);
-    log its notes; set its environment (REMOTE_USER_DATA, REMOTE_USER_TOKENS)."""
-    if progress.opened:
-        opened, progress.opened = progress.opened, []
-        _DESCRIPTORS.keep(opened)
+    """Close the policy's descriptors when the request ends; log its notes; set its
+    environment (REMOTE_USER_DATA, REMOTE_USER_TOKENS)."""
+    opened, progress.opened = progress.opened, []
+    for n, fd in enumerate(opened):
+        try:
+            req.register_cleanup(os.close, fd)
+        except BaseException:
+            for rest in opened[n:]:
+                with contextlib.suppress(OSError):
+                    os.close(rest)
+            raise
     for level, message in progress.notes:
         _log(req, level, message)
     progress.notes.clear()
@@ -360,60 +364,11 @@ def _send(req: Any, send: Send, file: FileFacts | None) -> None:
     setattr(req, _SENT_ATTR, _Sent(name, send.content_type))
 
 
-def _begin(req: Any) -> None:
-    """What the first imageguard handler of a request does: schedule :func:`fixuphandler`
-    for it and, for a request of its own (not a subrequest or an internal redirect),
-    close the descriptors earlier requests on this thread handed to Apache."""
-    if _schedule_fixup(req) and req.main is None and req.prev is None:
-        _DESCRIPTORS.close_earlier()
-
-
-def _schedule_fixup(req: Any) -> bool:
-    """Have :func:`fixuphandler` look at this request once all its phases have run; True
-    the first time for this request."""
-    if getattr(req, _FIXUP_ATTR, False):
-        return False
-    req.add_handler("PythonFixupHandler", FIXUP_HANDLER)
-    setattr(req, _FIXUP_ATTR, True)
-    return True
-
-
-class _Descriptors:
-    """The descriptors handed to Apache, kept open until it is done with them, by thread.
-
-    Apache opens ``/proc/self/fd/N`` in the request's handler phase, on the thread that
-    ran its access phase: an Apache thread runs one request from its first phase to its
-    handler before it starts another (a subrequest or an internal redirect runs inside
-    it, on the same thread). So when a thread starts a request of its own, every
-    descriptor it handed to Apache before has been opened by Apache or never will be,
-    and is closed then. That costs no Python call when the request ends (a
-    ``register_cleanup`` would: mod_python takes the interpreter's lock once more per
-    request for it), and at most the descriptors of one request stay open per thread.
-
-    Keyed by the thread's own identity, not a ``threading.local``: mod_python lends its
-    Python thread states to whichever Apache thread needs one, so a thread-local value
-    would follow a thread state to another thread, whose next request would close a
-    descriptor a request still running here has yet to be sent from.
-    """
-
-    def __init__(self) -> None:
-        self._by_thread: dict[int, list[int]] = {}
-
-    def keep(self, fds: list[int]) -> None:
-        """Keep *fds* open until this thread starts another request of its own."""
-        kept = self._by_thread.setdefault(threading.get_ident(), [])
-        kept.extend(fds)
-
-    def close_earlier(self) -> None:
-        """Close what this thread's earlier requests kept open."""
-        kept = self._by_thread.pop(threading.get_ident(), None)
-        if kept:
-            for fd in kept:
-                with contextlib.suppress(OSError):
-                    heldcalls.close(fd)
-
-
-_DESCRIPTORS = _Descriptors()
+def _schedule_fixup(req: Any) -> None:
+    """Have :func:`fixuphandler` look at this request once all its phases have run."""
+    if not getattr(req, _FIXUP_ATTR, False):
+        req.add_handler("PythonFixupHandler", FIXUP_HANDLER)
+        setattr(req, _FIXUP_ATTR, True)
 
 
 # --------------------------------------------------------------------------- logging

@@ -11,13 +11,13 @@ policy. Nothing here imports mod_python.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from ..errors import ConfigError, ContentError, FileChanged, ShareLinkError
-from ..files import heldcalls
 from ..files.content import FORMAT_MEDIA_TYPES, ContentChecker, ImageInfo, media_type
 from ..files.fileversion import FileVersion
 from ..files.gate import ALLOWED_METHODS, FORBIDDEN, NOT_FOUND, Admission, Gate, GateVerdict
@@ -144,7 +144,7 @@ class Runtime:
                     if fd >= 0 and (not known.via_alias or self.gate.alias_intact()):
                         return known.verdict, fd
                     if fd >= 0:
-                        heldcalls.close(fd)
+                        os.close(fd)
                     self._admitted.discard(filename)
                 verdict, admission = self.gate.admit(method, filename, path_info)
                 if not verdict.allowed:
@@ -168,7 +168,7 @@ class Runtime:
             return -1
         if version == verdict.version:
             return fd
-        heldcalls.close(fd)
+        os.close(fd)
         return -1
 
     def check_content(self, verdict: GateVerdict, fd: int = -1) -> None:

@@ -15,8 +15,9 @@ import stat
 from typing import BinaryIO, NamedTuple
 
 from ..errors import FileChanged
-from . import heldcalls
-from .heldcalls import Validator
+
+#: A file's (device, inode, size, mtime_ns, ctime_ns): see :func:`validator`.
+Validator = tuple[int, int, int, int, int]
 
 
 def validator(st: os.stat_result) -> Validator:
@@ -36,9 +37,10 @@ def stat_validator(path: str) -> Validator | None:
     """The :func:`validator` of the file at *path* (links followed), or ``None`` when
     there is no such file (nor folder on the way); other :class:`OSError` propagate."""
     try:
-        return heldcalls.stat(path)[0]
+        st = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class FileVersion(NamedTuple):
@@ -65,12 +67,6 @@ class FileVersion(NamedTuple):
 
 
 _tuple_new = tuple.__new__
-
-
-def version_of(found: Validator) -> FileVersion:
-    """The :class:`FileVersion` of a plain validator (as :mod:`~imageguard.files.heldcalls`
-    returns them)."""
-    return _tuple_new(FileVersion, found)
 
 
 #: How a checked file is opened: read-only; the last name not followed (a link put there

@@ -33,9 +33,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from ..errors import ConfigError, FileChanged
-from . import heldcalls
 from .beneath import open_beneath
-from .fileversion import OPEN_FLAGS, FileVersion, version_of
+from .fileversion import OPEN_FLAGS, FileVersion
 
 DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp")
 #: What an open below the root fails with when a name is missing, a link or not a folder
@@ -230,13 +229,13 @@ class Gate:
                 f"{relpath} cannot be reached without a link: {exc.strerror}"
             ) from None
         try:
-            found, mode = heldcalls.fstat(fd)
-            if not stat.S_ISREG(mode):
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
                 raise FileChanged(f"{relpath} is no longer a regular file")
         except BaseException:
-            heldcalls.close(fd)
+            os.close(fd)
             raise
-        return fd, version_of(found)
+        return fd, FileVersion.of(st)
 
     def _extra_path(self, filename: str, path_info: str) -> GateVerdict:
         """The refusal of a request with extra path after a file name.

@@ -15,12 +15,12 @@ Rules, each enforced with a message naming the file:
 
 from __future__ import annotations
 
+import os
 import stat
 from collections.abc import Iterable
 
 from ..errors import ConfigError
-from ..files import heldcalls
-from ..files.fileversion import Validator
+from ..files.fileversion import Validator, validator
 
 MIN_SECRET_LENGTH = 16
 
@@ -76,13 +76,14 @@ class SecretFile:
     def secrets(self) -> tuple[bytes, ...]:
         """The current secrets, newest first."""
         try:
-            current, mode = heldcalls.stat(self.path)
+            st = os.stat(self.path)
         except OSError as exc:
             raise ConfigError(f"secret file {self.path}: {exc.strerror}") from None
+        current = validator(st)
         known = self._known
         if known is not None and known[0] == current:
             return known[1]
-        if mode & stat.S_IROTH:
+        if st.st_mode & stat.S_IROTH:
             raise ConfigError(
                 f"secret file {self.path} is readable by everyone: chmod o-r (e.g. 640)"
             )

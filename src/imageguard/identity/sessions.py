@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from typing import Any, ContextManager, Protocol
 
 from ..errors import ConfigError
-from ..files import heldcalls
 from ..files.fileversion import Validator, validator
 from ..policy.principals import Identity, check_name, valid_groups
 from ..support.boundedcache import BoundedCache
@@ -138,7 +137,7 @@ class FileSessionReader:
             return None
         path = self.path_of(sid)
         try:
-            cached = _cached(self._cache, sid, heldcalls.stat(path)[0])
+            cached = _cached(self._cache, sid, validator(os.stat(path)))
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
