@@ -279,8 +279,44 @@ def chart(path: Path, cells: Cells, sizes: dict[str, int], title: str) -> None:
     plt.close(figure)
 
 
+def markdown_table(document: dict[str, Any]) -> str:
+    """The results table of docs/performance.md for a saved result: requests a second
+    (the median run) and p50 / p99 latency, per variant and size."""
+    sizes = sorted(document["sizes"], key=lambda size: document["sizes"][size])
+    names = {"8k": "8 KB", "200k": "200 KB", "4m": "4 MB"}
+    header = "| variant |" + "".join(
+        f" {names.get(size, size)} req/s | p50 / p99 ms |" for size in sizes
+    )
+    lines = [header, "| --- |" + " ---: | ---: |" * len(sizes)]
+    for variant, by_size in document["cells"].items():
+        bold = variant == "imageguard"
+        cells = []
+        for size in sizes:
+            cell = by_size[size]
+            rps = f"{cell['rps']:,.0f}"
+            latency = f"{_shown(cell['p50_ms'])} / {_shown(cell['p99_ms'])}"
+            if cell["rps"] == 0:
+                rps, latency = "**0 (hangs)**", ""
+            elif bold:
+                rps = f"**{rps}**"
+            cells.append(f" {rps} | {latency} |")
+        name = f"**{variant}**" if bold else variant
+        lines.append(f"| {name} |" + "".join(cells))
+    return "\n".join(lines)
+
+
+def _shown(ms: float) -> str:
+    """Milliseconds with two decimals below 20, one from there (as the page shows them)."""
+    return f"{ms:.2f}" if ms < 20 else f"{ms:.1f}"
+
+
 def main(argv: list[str]) -> int:
-    """Draw the chart of a saved result again: ``report.py results/<stamp>.json``."""
+    """Draw the chart of a saved result again: ``report.py results/<stamp>.json``; with
+    ``--markdown``, print its table for docs/performance.md instead."""
+    if argv[:1] == ["--markdown"]:
+        for name in argv[1:]:
+            print(markdown_table(json.loads(Path(name).read_text())))
+        return 0
     for name in argv:
         path = Path(name)
         document = json.loads(path.read_text())

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import math
 import os
 import re
 import shutil
@@ -131,7 +132,8 @@ def measure(
     for _ in range(args.runs):
         before = cpu_seconds(server)
         runs.append(wrk.run(url, lua, seconds=args.seconds, **common))  # type: ignore[arg-type]
-        cpu.append((cpu_seconds(server) - before) / max(runs[-1].requests, 1) * 1e6)
+        done = runs[-1].requests
+        cpu.append((cpu_seconds(server) - before) / done * 1e6 if done else math.nan)
     median = sorted(runs, key=lambda r: r.rps)[len(runs) // 2]
     return {
         # Apache's CPU time per request (all its processes, user and system), the median

@@ -48,7 +48,14 @@ def number(cell: str) -> float:
     return float(cell.replace("*", "").replace(",", "").split()[0])
 
 
-@pytest.mark.parametrize("heading", ["## Results, mpm_event", "## Results, mpm_prefork"])
+@pytest.mark.parametrize(
+    "heading",
+    [
+        "## Results after the redesign, mpm_event",
+        "## Results, mpm_event",
+        "## Results, mpm_prefork",
+    ],
+)
 def test_results_tables_are_the_benchmarks(heading: str) -> None:
     text = section(heading)
     results = results_named_in(text)
@@ -93,3 +100,44 @@ def test_the_send_paths_tables_are_bench_sendpaths_results() -> None:
             medians = results["sizes"][row[0]]["median_rps"]
             assert header[1:] == list(medians)
             assert [number(cell) for cell in row[1:]] == [round(v) for v in medians.values()]
+
+
+def test_where_the_time_goes_is_bench_profile_results() -> None:
+    """The per-request CPU figures and the cost of each guarantee, as the profile file the
+    section names measured them (microseconds, one decimal)."""
+    text = section("## Where imageguard's time goes")
+    found = re.search(r"From\s+\[[^\]]*\]\(\.\./(bench/results/profile-[\w.-]+\.json)\)", text)
+    assert found, "the section names no profile results file"
+    results = json.loads((ROOT / found.group(1)).read_text())
+    rows = {
+        row[0].split(":")[0].strip("*` "): row[1:] for row in table_rows(text) if row[0] != "---"
+    }
+    for name, value in results["cpu_us"].items():
+        if name in rows:
+            assert number(rows[name][0]) == value, name
+    assert number(rows["imageguard"][1]) == results["above_floor_us"]
+    for name, value in results["guarantees_above_floor_us"].items():
+        assert number(rows[f"guarantees {name}"][1]) == value, name
+    assert f"floor / imageguard {results['floor_over_imageguard']:.2f}" in text
+    for name, value in results["steps_us"].items():
+        assert re.search(rf"\b{name}\s+{value:.2f} us", text), name
+
+
+def test_the_redesigns_targets_are_the_benchmarks() -> None:
+    """The rows of the targets table for the redesign's CPU and stream-through targets
+    show what the results file of the event section measured."""
+    text = section("## Results after the redesign, mpm_event")
+    event = results_named_in(text)
+    for variant, by_size in event["cells"].items():  # the CPU figures quoted under the table
+        quoted = re.search(rf"\b{re.escape(variant)} ([\d.]+) us", text)
+        if quoted:
+            assert float(quoted.group(1)) == by_size["8k"]["cpu_us"], variant
+    measured = {target["name"]: target["measured"] for target in event["targets"]}
+    targets = section("## The targets")
+    for name in (
+        "floor CPU / imageguard CPU a request, 8 KB",
+        "imageguard CPU above the floor's, 8 KB",
+        "imageguard / stream at 8 KB",
+    ):
+        (row,) = [row for row in table_rows(targets) if row[0] == name]
+        assert row[2] == measured[name], name
