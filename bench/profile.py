@@ -6,8 +6,11 @@ Starts the benchmark's servers with one more directory, ``/igtimed``, served by
 ``apps/timed_gatekeeper.py`` (the gatekeeper's real code, its steps between clock
 readings, in an interpreter of its own), loads it with wrk and 1,000 rotating sessions,
 and prints the average microseconds of each step next to the whole request's cost (the
-Apache CPU time a request, and the requests a second), and the floor's. ``make bench``
-runs it after ``bench/run.py``; the figures are written to
+Apache CPU time a request, and the requests a second), and the floor's. It also serves
+the handlers of ``apps/guarantees.py``, each doing one piece of the work imageguard's
+guarantees need and nothing else, and prints what each costs above an empty handler.
+Every variant runs ``--rounds`` times, interleaved; the median round by CPU counts.
+``make bench`` runs it after ``bench/run.py``; the figures are written to
 ``<out>/profile-<stamp>-<mpm>.json``.
 """
 
