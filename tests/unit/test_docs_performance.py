@@ -141,3 +141,15 @@ def test_the_redesigns_targets_are_the_benchmarks() -> None:
     ):
         (row,) = [row for row in table_rows(targets) if row[0] == name]
         assert row[2] == measured[name], name
+    (row,) = [row for row in table_rows(targets) if "after the redesign" in row[0]]
+    cells = event["cells"]
+    p99 = [cells["imageguard"][n]["p99_ms"] / cells["static"][n]["p99_ms"] for n in SIZES[:2]]
+    assert row[2] == ", ".join(f"{ratio:.2f}" for ratio in p99)
+    ig, static = (
+        [cells[variant][n]["p99_ms"] for n in SIZES[:2]] for variant in ("imageguard", "static")
+    )
+    quoted = (  # the tail-latency paragraph, whitespace aside
+        f"{p99[0]:.2f} and {p99[1]:.2f} times static's ({ig[0]:.2f} and {ig[1]:.1f} ms "
+        f"against {static[0]:.2f} and {static[1]:.2f} ms)"
+    )
+    assert quoted in " ".join(DOC.split())
