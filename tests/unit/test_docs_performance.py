@@ -122,6 +122,11 @@ def test_where_the_time_goes_is_bench_profile_results() -> None:
     assert f"floor / imageguard {results['floor_over_imageguard']:.2f}" in text
     for name, value in results["steps_us"].items():
         assert re.search(rf"\b{name}\s+{value:.2f} us", text), name
+    other = re.search(r"\(\.\./(bench/results/profile-[\w.-]+-prefork\.json)\)", text)
+    assert other, "the section names the prefork profile too"
+    prefork = json.loads((ROOT / other.group(1)).read_text())["guarantees_above_floor_us"]
+    quoted = f"cost {prefork['+all three']} us above an empty handler together, the binding "
+    assert quoted + f"{prefork['+bound']} us" in " ".join(text.split())
 
 
 def test_the_redesigns_targets_are_the_benchmarks() -> None:
