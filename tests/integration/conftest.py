@@ -43,6 +43,8 @@ from PIL import Image
 
 from imageguard.apache.apacheconf import SiteConfig, directory_block, htaccess
 from imageguard_devtools.localserver import (
+    APACHE_BIN,
+    MODULES_DIR,
     ApacheConfig,
     LocalApache,
     free_port,
@@ -141,6 +143,38 @@ def make_hostile_files(folder: Path) -> None:
     (folder / "to-latin1.jpg").symlink_to(latin1.name)
 
 
+def needs_apache(*modules: str) -> list[pytest.MarkDecorator]:
+    """The marks of a test module that starts apache2 with mod_python (and the Apache
+    *modules* named, ``auth_tkt`` for mod_auth_tkt): skipped where any is missing."""
+    names = ("python", *modules)
+    present = Path(APACHE_BIN).exists() and all(
+        (MODULES_DIR / f"mod_{name}.so").exists() for name in names
+    )
+    packages = ["apache2", *(f"libapache2-mod-{name.replace('_', '-')}" for name in names)]
+    reason = f"{', '.join(packages[:-1])} and {packages[-1]} are not installed"
+    return [pytest.mark.apache, pytest.mark.skipif(not present, reason=reason)]
+
+
+def hello_docroot(base: Path) -> str:
+    """A document root *base*/docs serving ``index.html`` ("hi\\n") to anyone; the
+    configuration body that serves it."""
+    docs = base / "docs"
+    docs.mkdir()
+    (docs / "index.html").write_text("hi\n")
+    prepare_readable(docs)
+    return f'DocumentRoot "{docs}"\n<Directory "{docs}">\n    Require all granted\n</Directory>'
+
+
+def login_cookie(request: Callable[[str], tuple[int, dict[str, str], bytes]], url: str) -> str:
+    """GET the application's login *url* through *request*: a 200 that sets a session;
+    returns the ``Cookie`` header value."""
+    status, headers, body = request(url)
+    assert status == 200, body
+    found = re.search(r"pysid=([0-9a-f]{32})", headers.get("set-cookie", ""))
+    assert found, headers
+    return f"pysid={found.group(1)}"
+
+
 def cli(db: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run the real ``imageguard`` CLI against *db*."""
     return subprocess.run(
@@ -212,11 +246,7 @@ class Site:
             query += f"&groups={groups}"
         if timeout:
             query += f"&timeout={timeout}"
-        status, headers, body = self.request(f"{app}/login?{query}")
-        assert status == 200, body
-        found = re.search(r"pysid=([0-9a-f]{32})", headers.get("set-cookie", ""))
-        assert found, headers
-        return f"pysid={found.group(1)}"
+        return login_cookie(self.request, f"{app}/login?{query}")
 
     def cookie_for(self, user: str, groups: str = "") -> str:
         """A logged-in cookie for *user*, made once per server."""

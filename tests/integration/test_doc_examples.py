@@ -22,8 +22,6 @@ from types import ModuleType
 import pytest
 
 from imageguard_devtools.localserver import (
-    APACHE_BIN,
-    MODULES_DIR,
     ApacheConfig,
     ApacheError,
     LocalApache,
@@ -31,18 +29,14 @@ from imageguard_devtools.localserver import (
     prepare_readable,
 )
 
+from .conftest import needs_apache
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "docs" / "examples"
 PHASES_MD = ROOT / "docs" / "phases.md"
 TALK_MD = ROOT / "docs" / "talk.md"
 
-pytestmark = [
-    pytest.mark.apache,
-    pytest.mark.skipif(
-        not (Path(APACHE_BIN).exists() and (MODULES_DIR / "mod_python.so").exists()),
-        reason="apache2 and libapache2-mod-python are not installed",
-    ),
-]
+pytestmark = needs_apache()
 
 
 def _load_serve_examples() -> ModuleType:

@@ -53,7 +53,7 @@ from imageguard_devtools.localserver import (
     run_user,
 )
 
-from .conftest import APPS, SECRET, SITE_IDS, SITE_PARAMS, app_block
+from .conftest import APPS, SECRET, SITE_IDS, SITE_PARAMS, app_block, login_cookie
 from .httpfetch import Response, fetch
 
 pytestmark = pytest.mark.apache
@@ -150,11 +150,7 @@ class FaultSite:
 
     def login(self, app: str, user: str) -> str:
         """Log *user* in through the application at *app*; the Cookie header value."""
-        status, headers, body = self.request(f"{app}/login?user={user}")
-        assert status == 200, body
-        found = re.search(r"pysid=([0-9a-f]{32})", headers.get("set-cookie", ""))
-        assert found, headers
-        return f"pysid={found.group(1)}"
+        return login_cookie(self.request, f"{app}/login?user={user}")
 
     def cookie(self, fault: Fault, user: str = "alice") -> str:
         """A login for *user* in the sessions *fault* reads, made once per server."""
@@ -504,56 +500,6 @@ def refused_after_safety_check(
 # ----------------------------------------------------------------------------- the ACL
 
 
-def test_acl_store_missing(fsite: FaultSite) -> None:
-    fault = fsite.faults["acl-missing"]
-    cookie = fsite.cookie(fault)
-    path = f"{fault.url}/gallery/cat.jpg"
-    served(fsite, path, fault.original("gallery/cat.jpg"), cookie=cookie)
-    away = fault.db.with_name("moved-away.db")
-    fault.db.rename(away)
-    try:
-        line = refused_after_safety_check(fsite, path, 500, time.monotonic(), cookie=cookie)
-        assert f"ACL store {fault.db} does not exist" in line
-    finally:
-        away.rename(fault.db)
-    served(fsite, path, fault.original("gallery/cat.jpg"), cookie=cookie)
-    report(fsite, "ACL store renamed away", 500, line, "200 at the next request")
-
-
-def test_acl_store_unreadable(fsite: FaultSite) -> None:
-    fault = fsite.faults["acl-unreadable"]
-    cookie = fsite.cookie(fault)
-    path = f"{fault.url}/gallery/cat.jpg"
-    served(fsite, path, fault.original("gallery/cat.jpg"), cookie=cookie)
-    mode = stat.S_IMODE(fault.db.stat().st_mode)
-    fault.db.chmod(0)
-    try:
-        line = refused_after_safety_check(fsite, path, 500, time.monotonic(), cookie=cookie)
-        assert f"cannot open ACL store {fault.db}" in line
-    finally:
-        fault.db.chmod(mode)
-    served(fsite, path, fault.original("gallery/cat.jpg"), cookie=cookie)
-    report(fsite, "ACL store chmod 000", 500, line, "200 at the next request")
-
-
-def test_acl_store_corrupt(fsite: FaultSite) -> None:
-    fault = fsite.faults["acl-corrupt"]
-    cookie = fsite.cookie(fault)
-    path = f"{fault.url}/gallery/cat.jpg"
-    served(fsite, path, fault.original("gallery/cat.jpg"), cookie=cookie)
-    good = fault.db.read_bytes()
-    with open(fault.db, "r+b") as handle:  # in place: the same file, other bytes
-        handle.write(b"this is no longer an SQLite database " * 100)
-    try:
-        line = refused_after_safety_check(fsite, path, 500, time.monotonic(), cookie=cookie)
-        assert str(fault.db) in line and "not a database" in line
-    finally:
-        with open(fault.db, "r+b") as handle:
-            handle.write(good)
-    served(fsite, path, fault.original("gallery/cat.jpg"), cookie=cookie)
-    report(fsite, "ACL store overwritten with garbage", 500, line, "200 at the next request")
-
-
 def set_schema_version(db: Path, version: int) -> None:
     """What a newer imageguard's upgrade does to the store (through SQLite, as root)."""
     conn = sqlite3.connect(db, isolation_level=None)
@@ -564,19 +510,61 @@ def set_schema_version(db: Path, version: int) -> None:
     store_side_files_to_apache(db)
 
 
-def test_acl_store_from_a_newer_schema(fsite: FaultSite) -> None:
-    fault = fsite.faults["acl-schema"]
+def break_acl_store(fault: Fault, how: str) -> Callable[[], object]:
+    """Break the fault's ACL store *how*; returns what mends it."""
+    db = fault.db
+    if how == "missing":
+        away = db.with_name("moved-away.db")
+        db.rename(away)
+        return lambda: away.rename(db)
+    if how == "unreadable":
+        mode = stat.S_IMODE(db.stat().st_mode)
+        db.chmod(0)
+        return lambda: db.chmod(mode)
+    if how == "corrupt":
+        good = db.read_bytes()
+        with open(db, "r+b") as handle:  # in place: the same file, other bytes
+            handle.write(b"this is no longer an SQLite database " * 100)
+
+        def mend() -> None:
+            with open(db, "r+b") as handle:
+                handle.write(good)
+
+        return mend
+    assert how == "schema"
+    set_schema_version(db, SCHEMA_VERSION + 1)
+    return lambda: set_schema_version(db, SCHEMA_VERSION)
+
+
+#: How the ACL store is broken: what its log line says ({db}: the store's path), and
+#: the fault table's name for it.
+ACL_STORE_FAULTS = {
+    "missing": (["ACL store {db} does not exist"], "ACL store renamed away"),
+    "unreadable": (["cannot open ACL store {db}"], "ACL store chmod 000"),
+    "corrupt": (["{db}", "not a database"], "ACL store overwritten with garbage"),
+    "schema": (
+        [f"schema version {SCHEMA_VERSION + 1}, from a newer imageguard"],
+        "ACL store of a newer schema",
+    ),
+}
+
+
+@pytest.mark.parametrize("how", list(ACL_STORE_FAULTS))
+def test_acl_store_broken(fsite: FaultSite, how: str) -> None:
+    fault = fsite.faults[f"acl-{how}"]
+    said, name = ACL_STORE_FAULTS[how]
     cookie = fsite.cookie(fault)
     path = f"{fault.url}/gallery/cat.jpg"
     served(fsite, path, fault.original("gallery/cat.jpg"), cookie=cookie)
-    set_schema_version(fault.db, SCHEMA_VERSION + 1)
+    mend = break_acl_store(fault, how)
     try:
         line = refused_after_safety_check(fsite, path, 500, time.monotonic(), cookie=cookie)
-        assert f"schema version {SCHEMA_VERSION + 1}, from a newer imageguard" in line
+        for part in said:
+            assert part.format(db=fault.db) in line, line
     finally:
-        set_schema_version(fault.db, SCHEMA_VERSION)
+        mend()
     served(fsite, path, fault.original("gallery/cat.jpg"), cookie=cookie)
-    report(fsite, "ACL store of a newer schema", 500, line, "200 at the next request")
+    report(fsite, name, 500, line, "200 at the next request")
 
 
 #: A writer that takes the store's write lock and holds it: BEGIN EXCLUSIVE and a write,

@@ -20,8 +20,6 @@ from pathlib import Path
 import pytest
 
 from imageguard_devtools.localserver import (
-    APACHE_BIN,
-    MODULES_DIR,
     ApacheConfig,
     ApacheError,
     LocalApache,
@@ -32,13 +30,9 @@ from imageguard_devtools.localserver import (
     run_user,
 )
 
-pytestmark = [
-    pytest.mark.apache,
-    pytest.mark.skipif(
-        not (Path(APACHE_BIN).exists() and (MODULES_DIR / "mod_python.so").exists()),
-        reason="apache2 and libapache2-mod-python are not installed",
-    ),
-]
+from .conftest import hello_docroot, needs_apache
+
+pytestmark = needs_apache()
 
 # Served as a static file; 1000 bytes so that ranges are easy to check.
 STATIC_BYTES = bytes(range(250)) * 4
@@ -333,11 +327,7 @@ def _processes_with(needle: str) -> list[int]:
 def test_servers_start_and_stop_in_sequence_without_leftovers(mpm: str) -> None:
     base = make_workdir("igsmoke-seq-")
     try:
-        docs = base / "docs"
-        docs.mkdir()
-        (docs / "index.html").write_text("hi\n")
-        prepare_readable(docs)
-        body = f'DocumentRoot "{docs}"\n<Directory "{docs}">\n    Require all granted\n</Directory>'
+        body = hello_docroot(base)
         for round_ in range(3):
             config = ApacheConfig(workdir=base / f"run{round_}", body=body, mpm=mpm)
             with LocalApache(config) as server:

@@ -39,8 +39,6 @@ from imageguard.errors import (
 )
 from imageguard.identity.tickets import TicketVerifier, digest_hex_length, issue_ticket
 from imageguard_devtools.localserver import (
-    APACHE_BIN,
-    MODULES_DIR,
     ApacheConfig,
     ApacheError,
     LocalApache,
@@ -49,17 +47,9 @@ from imageguard_devtools.localserver import (
     prepare_readable,
 )
 
-pytestmark = [
-    pytest.mark.apache,
-    pytest.mark.skipif(
-        not (
-            Path(APACHE_BIN).exists()
-            and (MODULES_DIR / "mod_python.so").exists()
-            and (MODULES_DIR / "mod_auth_tkt.so").exists()
-        ),
-        reason="apache2, libapache2-mod-python and libapache2-mod-auth-tkt are not installed",
-    ),
-]
+from .conftest import needs_apache
+
+pytestmark = needs_apache("auth_tkt")
 
 MPMS = ["event", "prefork"]
 DIGESTS = ["md5", "sha256", "sha512"]

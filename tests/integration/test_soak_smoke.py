@@ -16,14 +16,13 @@ from pathlib import Path
 import pytest
 
 from imageguard_devtools.localserver import (
-    APACHE_BIN,
-    MODULES_DIR,
     ApacheConfig,
     ApacheError,
     LocalApache,
     make_workdir,
-    prepare_readable,
 )
+
+from .conftest import hello_docroot, needs_apache
 
 SOAK = Path(__file__).resolve().parents[2] / "soak" / "soak.py"
 SMALL = [
@@ -35,13 +34,7 @@ SMALL = [
     "--write-interval", "0.1",
 ]  # fmt: skip
 
-pytestmark = [
-    pytest.mark.apache,
-    pytest.mark.skipif(
-        not (Path(APACHE_BIN).exists() and (MODULES_DIR / "mod_python.so").exists()),
-        reason="apache2 and libapache2-mod-python are not installed",
-    ),
-]
+pytestmark = needs_apache()
 
 
 @pytest.mark.parametrize("mpm", ["event", "prefork"])
@@ -82,11 +75,7 @@ def test_graceful_restart_keeps_the_master_and_replaces_the_children(mpm: str) -
     own configuration file."""
     base = make_workdir("igsoak-graceful-")
     try:
-        docs = base / "docs"
-        docs.mkdir()
-        (docs / "index.html").write_text("hi\n")
-        prepare_readable(docs)
-        body = f'DocumentRoot "{docs}"\n<Directory "{docs}">\n    Require all granted\n</Directory>'
+        body = hello_docroot(base)
         server = LocalApache(ApacheConfig(workdir=base / "run", body=body, mpm=mpm))
         with pytest.raises(ApacheError, match="no server"):
             server.graceful()

@@ -426,25 +426,28 @@ def test_fixup_refuses_what_no_handler_admitted(
     assert "authorization did not run" in req.logged[-1][0]
 
 
-def test_fixup_names_an_internal_redirect_whose_checks_apache_skipped(
-    handlers: types.ModuleType, site: tuple[Path, dict[str, str]]
+@pytest.mark.parametrize(
+    ("link", "parent", "said"),
+    [
+        # An ErrorDocument into the same directory: Apache ran no access check for it.
+        ("prev", "secret.jpg", "internal redirect: Apache skipped its access checks"),
+        # An SSI page's include of an image.
+        ("main", "page.shtml", "admitted this subrequest: Apache skipped its access checks"),
+    ],
+    ids=["internal-redirect", "subrequest"],
+)
+def test_fixup_names_a_request_whose_checks_apache_skipped(
+    handlers: types.ModuleType,
+    site: tuple[Path, dict[str, str]],
+    link: str,
+    parent: str,
+    said: str,
 ) -> None:
-    """An ErrorDocument into the same directory: Apache ran no access check for it."""
     root, options = site
-    first = FakeRequest(root, "secret.jpg", options)
-    req = FakeRequest(root, "open.jpg", options, prev=first)
+    first = FakeRequest(root, parent, options)
+    req = FakeRequest(root, "open.jpg", options, **{link: first})
     assert handlers.fixuphandler(req) == 500
-    assert "internal redirect: Apache skipped its access checks" in req.logged[-1][0]
-
-
-def test_fixup_names_a_subrequest_whose_checks_apache_skipped(
-    handlers: types.ModuleType, site: tuple[Path, dict[str, str]]
-) -> None:
-    root, options = site
-    page = FakeRequest(root, "page.shtml", options)
-    req = FakeRequest(root, "open.jpg", options, main=page)
-    assert handlers.fixuphandler(req) == 500
-    assert "admitted this subrequest: Apache skipped its access checks" in req.logged[-1][0]
+    assert said in req.logged[-1][0]
 
 
 def test_fixup_repeats_a_refusal_the_configuration_overrode(

@@ -13,7 +13,6 @@ rather than from docs/acl.md: names are compared in Unicode's composed form (NFC
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 import unicodedata
@@ -331,8 +330,13 @@ def test_patterns_are_accepted_exactly_as_the_syntax_rules_say(text: str) -> Non
 @FAST
 @given(st.text(max_size=40))
 def test_any_text_compiles_or_is_refused_with_a_pattern_error(text: str) -> None:
-    with contextlib.suppress(PatternError):
-        compile_pattern(text)
+    try:
+        pattern = compile_pattern(text)
+    except PatternError:
+        return
+    # Accepted: kept as given (composed), and compiling it again changes nothing.
+    assert pattern.text == nfc(text)
+    assert compile_pattern(pattern.text).text == pattern.text
 
 
 @FAST
@@ -423,10 +427,19 @@ def test_an_exact_rule_of_the_strongest_class_decides(
 
 
 @FAST
-@given(st.text(max_size=20), st.text(max_size=20), st.text(max_size=12))
+@given(
+    st.text(max_size=20),
+    st.one_of(st.text(max_size=20), st.sampled_from(PRINCIPALS)),
+    st.one_of(st.text(max_size=12), st.sampled_from(LEVELS)),
+)
 def test_malformed_rules_raise_rule_errors_only(pattern: str, principal: str, level: str) -> None:
-    with contextlib.suppress(RuleError):
-        Rule.parse(pattern, principal, level)
+    try:
+        rule = Rule.parse(pattern, principal, level)
+    except RuleError:
+        return
+    # Accepted: about the pattern given, and read back as itself.
+    assert rule.pattern.text == nfc(pattern)
+    assert triple(Rule.parse(*triple(rule))) == triple(rule)
 
 
 # --------------------------------------------------------------------------- the store
