@@ -17,23 +17,20 @@ Every variant runs ``--rounds`` times, interleaved; the median round by CPU coun
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import re
 import sys
 import time
-import urllib.parse
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import servers
 import wrk
-from run import cpu_plan, make_sessions
+from run import cpu_plan, cpu_run, get_once, machine, make_sessions
 
 from imageguard.apache.apacheconf import directory_block, python_path_directive
 from imageguard.apache.names import GATEKEEPER_MODULE, INTERPRETER
-from imageguard_devtools.localserver import machine_facts
 
 TIMED_INTERPRETER = "imageguard_timed"
 TIMED_IMPORT = f"PythonImport mod_python.apache {TIMED_INTERPRETER}"
@@ -109,14 +106,8 @@ def _prime(url: str, cookie: str, requests: int = 40) -> None:
     hands out a module another thread is still importing, which then "contains no
     'accesshandler'"; imageguard's own modules are published whole, the benchmark's
     are not.)"""
-    parts = urllib.parse.urlsplit(url)
     for _ in range(requests):
-        conn = http.client.HTTPConnection("127.0.0.1", parts.port, timeout=20)
-        try:
-            conn.request("GET", parts.path, headers={"Cookie": cookie, "Connection": "close"})
-            conn.getresponse().read()
-        finally:
-            conn.close()
+        get_once(url, cookie)
 
 
 def main() -> int:
@@ -135,7 +126,8 @@ def main() -> int:
     apache_cpus, wrk_cpus = cpu_plan()
     variants = {v.name: v for v in servers.VARIANTS}
     with servers.running_bench(args.mpm, 100_000, {"8k": 8 * 1024}, cpus=apache_cpus) as bench:
-        cookies = wrk.script(bench.workdir / "sessions.lua", make_sessions(bench, 1000))
+        sessions = make_sessions(bench, 1000)
+        cookies = wrk.script(bench.workdir / "sessions.lua", sessions)
         none = wrk.script(bench.workdir / "none.lua", [])
         server = bench.servers["mp"]
         runs: list[tuple[str, str, Path]] = [
@@ -147,24 +139,24 @@ def main() -> int:
             (f"guarantees {name}", server.url(f"/{_guarantee_link(name)}/bench/img-8k.jpg"), none)
             for name in GUARANTEES
         ]
-        first_cookie = make_sessions(bench, 1)[0]
         for _name, url, _lua in runs:
-            _prime(url, first_cookie)
+            _prime(url, sessions[0])
         measured: dict[str, list[tuple[float, float]]] = {}
         for _round in range(args.rounds):  # interleaved: a slow moment hits every variant
             for name, url, lua in runs:
                 wrk.run(url, lua, seconds=1, connections=16, cpus=wrk_cpus)  # warm-up
-                before = servers.cpu_seconds(server)
-                done = wrk.run(url, lua, seconds=args.seconds, connections=16, cpus=wrk_cpus)
+                done, used = cpu_run(
+                    server, url, lua, seconds=args.seconds, connections=16, cpus=wrk_cpus
+                )
                 if done.non_2xx or done.socket_errors:
                     log = server.error_log_text()[-3000:]
                     print(f"{name}: {done.non_2xx} non-2xx answers; log:\n{log}", file=sys.stderr)
                     return 1
-                used = (servers.cpu_seconds(server) - before) / done.requests * 1e6
                 measured.setdefault(name, []).append((used, done.rps))
         # The median run by CPU time, with its rate.
-        cpu = {name: sorted(pairs)[len(pairs) // 2][0] for name, pairs in measured.items()}
-        rates = {name: sorted(pairs)[len(pairs) // 2][1] for name, pairs in measured.items()}
+        medians = {name: sorted(pairs)[len(pairs) // 2] for name, pairs in measured.items()}
+        cpu = {name: used for name, (used, _rate) in medians.items()}
+        rates = {name: rate for name, (_used, rate) in medians.items()}
         log = server.error_log_text()
         lines = re.findall(r"TIMED n=\d+ (.*)$", log, flags=re.MULTILINE)
     if not lines:
@@ -193,7 +185,7 @@ def main() -> int:
         print(f"    {name:<14} {value:6.1f} us")
     document = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
-        "machine": machine_facts(wrk=["wrk", "-v"]),
+        "machine": machine(),
         "mpm": args.mpm,
         "seconds": args.seconds,
         "rps": {name: round(rate, 1) for name, rate in rates.items()},

@@ -38,13 +38,12 @@ from servers import (
     Bench,
     Variant,
     available_variants,
-    cpu_seconds,
     missing_modules,
     running_bench,
 )
 
 from imageguard.identity.tickets import issue_ticket
-from imageguard_devtools.localserver import machine_facts
+from imageguard_devtools.localserver import LocalApache, machine_facts
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -104,21 +103,38 @@ def make_sessions(bench: Bench, count: int) -> list[str]:
     return cookies
 
 
-def preflight(bench: Bench, variant: Variant, size: str, cookie: str | None) -> None:
-    """One request: it must be a 200 with the whole file, or the run would measure errors."""
-    parts = urllib.parse.urlsplit(bench.url(variant, size))
+def get_once(url: str, cookie: str | None = None) -> tuple[int, bytes]:
+    """One GET of *url* (on 127.0.0.1) on a connection of its own; its status and body."""
+    parts = urllib.parse.urlsplit(url)
     conn = http.client.HTTPConnection("127.0.0.1", parts.port, timeout=20)
     try:
-        conn.request("GET", parts.path, headers={"Cookie": cookie} if cookie else {})
+        headers = {"Connection": "close"}
+        if cookie:
+            headers["Cookie"] = cookie
+        conn.request("GET", parts.path, headers=headers)
         response = conn.getresponse()
-        body = response.read()
+        return response.status, response.read()
     finally:
         conn.close()
-    if response.status != 200 or len(body) != bench.files[size]:
+
+
+def preflight(bench: Bench, variant: Variant, size: str, cookie: str | None) -> None:
+    """One request: it must be a 200 with the whole file, or the run would measure errors."""
+    status, body = get_once(bench.url(variant, size), cookie)
+    if status != 200 or len(body) != bench.files[size]:
         log = bench.servers[variant.server].error_log_text()[-2000:]
-        raise RuntimeError(
-            f"{variant.name} {size}: {response.status}, {len(body)} bytes; error log:\n{log}"
-        )
+        raise RuntimeError(f"{variant.name} {size}: {status}, {len(body)} bytes; error log:\n{log}")
+
+
+def cpu_run(
+    server: LocalApache, url: str, lua: Path, **options: Any
+) -> tuple[wrk.WrkResult, float]:
+    """One wrk run (*options* are :func:`wrk.run`'s), and the Apache CPU microseconds
+    (all of *server*'s processes, user and system) a request took (nan for no request)."""
+    before = server.cpu_seconds()
+    done = wrk.run(url, lua, **options)
+    used = server.cpu_seconds() - before
+    return done, used / done.requests * 1e6 if done.requests else math.nan
 
 
 def measure(
@@ -130,10 +146,9 @@ def measure(
     server = bench.servers[variant.server]
     runs, cpu = [], []
     for _ in range(args.runs):
-        before = cpu_seconds(server)
-        runs.append(wrk.run(url, lua, seconds=args.seconds, **common))  # type: ignore[arg-type]
-        done = runs[-1].requests
-        cpu.append((cpu_seconds(server) - before) / done * 1e6 if done else math.nan)
+        done, used = cpu_run(server, url, lua, seconds=args.seconds, **common)
+        runs.append(done)
+        cpu.append(used)
     median = sorted(runs, key=lambda r: r.rps)[len(runs) // 2]
     return {
         # Apache's CPU time per request (all its processes, user and system), the median
@@ -153,17 +168,7 @@ def _child_rss_mb(bench: Bench) -> float:
     """The largest resident size among the mod_python server's children, in MB."""
     server = bench.servers["mp"]
     master = server.master_pid()
-    sizes = []
-    for pid in server.server_pids():
-        if pid == master:
-            continue
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        found = re.search(r"VmRSS:\s+(\d+) kB", status)
-        if found:
-            sizes.append(int(found.group(1)) / 1024)
+    sizes = [kb / 1024 for pid, kb in server.rss_kb().items() if pid != master]
     return max(sizes, default=0.0)
 
 
@@ -206,21 +211,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     print(f"building {len(chosen)} variants, {args.rules:,} rules, {args.logins} logins...")
     with running_bench(args.mpm, args.rules, sizes, cpus=apache_cpus) as bench:
+        sessions = make_sessions(bench, args.logins)
+        tickets = [f"auth_tkt={issue_ticket(f'u{n}', (), SECRET)}" for n in range(args.logins)]
         scripts = {
             "": wrk.script(bench.workdir / "none.lua", []),
-            "session": wrk.script(
-                bench.workdir / "sessions.lua", make_sessions(bench, args.logins)
-            ),
-            "ticket": wrk.script(
-                bench.workdir / "tickets.lua",
-                [f"auth_tkt={issue_ticket(f'u{n}', (), SECRET)}" for n in range(args.logins)],
-            ),
+            "session": wrk.script(bench.workdir / "sessions.lua", sessions),
+            "ticket": wrk.script(bench.workdir / "tickets.lua", tickets),
         }
-        first_cookie = {
-            "": None,
-            "session": scripts["session"].read_text().split('"')[1],
-            "ticket": scripts["ticket"].read_text().split('"')[1],
-        }
+        first_cookie = {"": None, "session": sessions[0], "ticket": tickets[0]}
         for variant in chosen:
             for size in sizes:
                 preflight(bench, variant, size, first_cookie[variant.login])

@@ -36,8 +36,7 @@ from imageguard_devtools.localserver import (
     ApacheConfig,
     LocalApache,
     make_workdir,
-    prepare_readable,
-    prepare_writable,
+    prepare_site,
 )
 
 APPS = Path(__file__).resolve().parent / "apps"
@@ -91,19 +90,6 @@ VARIANTS: tuple[Variant, ...] = (
 #: The modules each server loads beyond Apache's own (``mod_<name>.so``). make test
 #: installs those of "mp" and "plain"; make bench also those of "wsgi".
 SERVER_MODULES = {"mp": ("python",), "plain": ("auth_tkt",), "wsgi": ("wsgi", "xsendfile")}
-
-
-def cpu_seconds(server: LocalApache) -> float:
-    """The CPU time (user and system) the processes of *server* have used so far."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in server.server_pids():
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    return total / tick
 
 
 def missing_modules(server: str) -> list[str]:
@@ -319,12 +305,7 @@ def running_bench(
         sessions.mkdir(parents=True)
         db = state / "acl.db"
         make_store(db, rules)
-        secrets = state / "secrets"
-        secrets.write_text(SECRET + "\n")
-        prepare_readable(workdir)
-        prepare_readable(APPS)
-        prepare_writable(state)
-        secrets.chmod(0o640)
+        secrets = prepare_site([workdir, APPS], state, SECRET)
         # prefork: as many children from the start as wrk has connections, so no child is
         # born (and imports Python packages) while a run is being measured.
         start = 2 if mpm == "event" else 16

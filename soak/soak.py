@@ -91,8 +91,7 @@ from imageguard_devtools.localserver import (  # noqa: E402
     LocalApache,
     machine_facts,
     make_workdir,
-    prepare_readable,
-    prepare_writable,
+    prepare_site,
 )
 
 APPS = HERE / "apps"
@@ -401,12 +400,7 @@ def running_site(mpm: str, args: argparse.Namespace, rng: random.Random) -> Iter
         rules, members = initial_acl(tree, people, rng)
         with AclStore.create(db) as store:
             store.import_text(export_text(rules, members), replace=True)
-        secrets = state / "secrets"
-        secrets.write_text(SECRET + "\n")
-        prepare_readable(workdir)
-        prepare_readable(APPS)
-        prepare_writable(state)
-        secrets.chmod(0o640)
+        secrets = prepare_site([workdir, APPS], state, SECRET)
         config = ApacheConfig(
             workdir=workdir / "apache",
             body=site_body(workdir, db, sessions, secrets, cache),
@@ -626,15 +620,7 @@ class Restarter(threading.Thread):
 
 def apache_rss(server: LocalApache) -> dict[str, int]:
     """The resident memory of every process of the server (VmRSS), summed, in kB."""
-    sizes = []
-    for pid in server.server_pids():
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
-        if found:
-            sizes.append(int(found.group(1)))
+    sizes = list(server.rss_kb().values())
     return {"total_kb": sum(sizes), "processes": len(sizes), "largest_kb": max(sizes, default=0)}
 
 

@@ -37,6 +37,7 @@ import http.client
 import os
 import platform
 import pwd
+import re
 import signal
 import socket
 import stat
@@ -222,6 +223,21 @@ def prepare_writable(path: str | os.PathLike[str]) -> None:
             for name in dirnames + filenames:
                 os.chown(Path(dirpath, name), uid, gid, follow_symlinks=False)
     _add_mode(directory, stat.S_IRWXU)
+
+
+def prepare_site(
+    readable: Sequence[str | os.PathLike[str]], state: str | os.PathLike[str], secret: str
+) -> Path:
+    """Write *secret* to ``<state>/secrets`` and ready the files for Apache's run user:
+    each of *readable* readable (:func:`prepare_readable`), *state* writable
+    (:func:`prepare_writable`), the secrets file then mode 0640. Returns its path."""
+    secrets = Path(state) / "secrets"
+    secrets.write_text(secret + "\n")
+    for path in readable:
+        prepare_readable(path)
+    prepare_writable(state)
+    secrets.chmod(0o640)
+    return secrets
 
 
 def make_workdir(prefix: str = "imageguard-apache-") -> Path:
@@ -474,14 +490,21 @@ class ApacheConfig:
 # --------------------------------------------------------------------------- server
 
 
-def _proc_state(pid: int) -> str | None:
-    """Single-letter process state from /proc, or None when the process is gone."""
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (the state first, field 3
+    of proc(5)), or None when the process is gone."""
     try:
         data = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     # "pid (comm) S ..." - comm may hold spaces/parens, so split after the last ")".
-    return data.rsplit(")", 1)[1].split()[0]
+    return data.rsplit(")", 1)[1].split()
+
+
+def _proc_state(pid: int) -> str | None:
+    """Single-letter process state from /proc, or None when the process is gone."""
+    fields = _proc_stat(pid)
+    return None if fields is None else fields[0]
 
 
 def _alive(pid: int) -> bool:
@@ -637,6 +660,28 @@ class LocalApache:
 
     def is_running(self) -> bool:
         return bool(self.server_pids())
+
+    def cpu_seconds(self) -> float:
+        """The CPU time (user and system) the live processes of this server have used."""
+        ticks = 0
+        for pid in self.server_pids():
+            fields = _proc_stat(pid)
+            if fields is not None:  # else gone meanwhile
+                ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def rss_kb(self) -> dict[int, int]:
+        """The resident memory (VmRSS, kB) of each live process of this server, by pid."""
+        sizes = {}
+        for pid in self.server_pids():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:  # gone meanwhile
+                continue
+            found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+            if found:
+                sizes[pid] = int(found.group(1))
+        return sizes
 
     def start(self, timeout: float = 20) -> LocalApache:
         """Write the config, test it, start Apache daemonized and wait until it answers.
