@@ -19,7 +19,14 @@ import imageguard
 
 from ..errors import ConfigError
 from ..identity.cookies import COOKIE_NAME
-from .names import ADMITTED_ENV, GATEKEEPER_MODULE, HANDLER_MODULE, INTERPRETER, LOGIN_COOKIE_ENV
+from .names import (
+    ADMITTED_ENV,
+    GATEKEEPER_MODULE,
+    HANDLER_MODULE,
+    INTERPRETER,
+    LOGIN_COOKIE_ENV,
+    OPTION_PREFIX,
+)
 from .options import TABLE
 
 __all__ = [
@@ -30,6 +37,7 @@ __all__ = [
     "INTERPRETER",
     "LOGIN_COOKIE_ENV",
     "MODES",
+    "SITE_DEFAULTS",
     "SITE_ONLY",
     "SiteConfig",
     "directory_block",
@@ -135,7 +143,7 @@ class SiteConfig:
             if option.source and option.source != self.session_source:
                 continue
             value = getattr(self, option.site)
-            if option.always or value != _SITE_DEFAULTS[option.site]:
+            if option.always or value != SITE_DEFAULTS[option.site]:
                 lines.append(f"PythonOption {option.name} {_conf_value(value)}")
             if option.name == "imageguard.session" and self.session_source == "modpython":
                 lines += self._session_lines()
@@ -179,8 +187,11 @@ class SiteConfig:
 SITE_ONLY = frozenset(
     {"url_path", "mode", "session_type", "session_directory", "dbm_filename"}
 )
-#: Each field's default: an option is written when its field differs from it.
-_SITE_DEFAULTS = {field.name: field.default for field in dataclasses.fields(SiteConfig)}
+#: Each field's default (``dataclasses.MISSING`` for ``root``): an option is written when
+#: its field differs from it, and ``apache-conf``'s flag takes its kind from it.
+SITE_DEFAULTS: dict[str, object] = {
+    field.name: field.default for field in dataclasses.fields(SiteConfig)
+}
 
 
 def _conf_value(value: object) -> str:
@@ -377,7 +388,7 @@ def read_python_options(text: str, root: str = "") -> dict[str, str]:
     ours = [
         (directory, options)
         for directory, options in blocks
-        if any(name.startswith("imageguard.") for name in options)
+        if any(name.startswith(OPTION_PREFIX) for name in options)
     ]
     if root:
         wanted = os.path.realpath(root)

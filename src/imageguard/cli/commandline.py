@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import __version__
-from ..apache.apacheconf import SiteConfig
+from ..apache.apacheconf import SITE_DEFAULTS, SiteConfig
 from ..apache.names import DB_ENV, SECRET_ENV
 from ..apache.options import TABLE, flag_name
 from ..errors import ImageGuardError
@@ -44,11 +44,10 @@ Command = Callable[[str, object, str], argparse.ArgumentParser]
 def add_option_flags(parser: argparse.ArgumentParser) -> None:
     """A flag for each option of :data:`imageguard.apache.options.TABLE`, its kind read from the
     default of the SiteConfig field it sets (``--no-X`` for an option on by default)."""
-    defaults = {field.name: field.default for field in dataclasses.fields(SiteConfig)}
     for option in TABLE:
         if option.shared_flag:
             continue  # defined with the command line's other shared flags
-        default = defaults[option.site]
+        default = SITE_DEFAULTS[option.site]
         kwargs: dict[str, Any] = {"dest": option.site}
         help_text = option.flag_help or f"{option.meaning} (default: {option.shown_default()})"
         if isinstance(default, bool):

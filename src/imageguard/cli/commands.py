@@ -180,7 +180,7 @@ def cmd_apache_conf(args: argparse.Namespace) -> int:
     if site.placeholder and not site.cache_dir:
         raise CliError("--placeholder needs --cache-dir: the padlock picture is kept there")
     if site.session_source == "auth_tkt" and not site.tkt_secret_file:
-        raise CliError("--session auth_tkt needs --secret-file (or $IMAGEGUARD_SECRET_FILE)")
+        raise CliError(f"--session auth_tkt needs --secret-file (or ${SECRET_ENV})")
     block = directory_block(site)
     # What Apache would refuse at the first request is refused now, before it is pasted.
     settings = Settings.from_options(read_python_options(block, root))

@@ -66,12 +66,18 @@ class AclStore(Database):
         """Remove the rule for *principal* on *pattern*; :class:`NoSuchRule` if there is none."""
         text = compile_pattern(pattern).text
         who = str(parse_principal(principal))
+        self._delete(
+            "DELETE FROM rules WHERE pattern = ? AND principal = ?",
+            (text, who),
+            f"no rule for {who} on {text}",
+        )
+
+    def _delete(self, sql: str, params: tuple[str, str], missing: str) -> None:
+        """Run the DELETE *sql*; :class:`NoSuchRule` saying *missing* when nothing went."""
         with self._transaction() as conn:
-            gone = conn.execute(
-                "DELETE FROM rules WHERE pattern = ? AND principal = ?", (text, who)
-            ).rowcount
+            gone = conn.execute(sql, params).rowcount
         if not gone:
-            raise NoSuchRule(f"no rule for {who} on {text}")
+            raise NoSuchRule(missing)
 
     def rules(self) -> list[Rule]:
         """Every rule, ordered by pattern then principal."""
@@ -102,12 +108,11 @@ class AclStore(Database):
 
     def remove_member(self, group: str, user: str) -> None:
         """Remove *user* from *group*; :class:`NoSuchRule` when not a member."""
-        with self._transaction() as conn:
-            gone = conn.execute(
-                "DELETE FROM memberships WHERE user = ? AND grp = ?", (user, group)
-            ).rowcount
-        if not gone:
-            raise NoSuchRule(f"{user} is not a member of group {group}")
+        self._delete(
+            "DELETE FROM memberships WHERE user = ? AND grp = ?",
+            (user, group),
+            f"{user} is not a member of group {group}",
+        )
 
     def groups_of(self, user: str) -> frozenset[str]:
         """The groups the store makes *user* a member of."""
@@ -129,16 +134,9 @@ class AclStore(Database):
         check_name(user, "user")
         moment = int(time.time()) if until is None else int(until)
         with self._transaction() as conn:
-            conn.execute(
-                "INSERT INTO revoked_users (user, until) VALUES (?, ?) "
-                "ON CONFLICT (user) DO UPDATE SET until = max(until, excluded.until)",
-                (user, moment),
-            )
-            return int(
-                conn.execute("SELECT until FROM revoked_users WHERE user = ?", (user,)).fetchone()[
-                    0
-                ]
-            )
+            self._put_revocation(conn, "user", user, moment)
+            row = conn.execute("SELECT until FROM revoked_users WHERE user = ?", (user,)).fetchone()
+        return int(row[0])
 
     def revoke_ticket(self, cookie_value: str, digest: str = "sha256") -> str:
         """Refuse one ticket (given as its cookie value, in any dress); returns its digest."""
@@ -158,10 +156,23 @@ class AclStore(Database):
 
     def _revoke_signature(self, signature: str, kind: str) -> None:
         with self._transaction() as conn:
+            self._put_revocation(conn, kind, signature, int(time.time()))
+
+    @staticmethod
+    def _put_revocation(conn: sqlite3.Connection, kind: str, what: str, moment: int) -> None:
+        """Record one revocation, as :meth:`revocations` lists it: a user's moment is only
+        ever moved later, a signature's first moment is kept."""
+        if kind == "user":
+            conn.execute(
+                "INSERT INTO revoked_users (user, until) VALUES (?, ?) "
+                "ON CONFLICT (user) DO UPDATE SET until = max(until, excluded.until)",
+                (what, moment),
+            )
+        else:
             conn.execute(
                 "INSERT OR IGNORE INTO revoked_signatures (signature, kind, revoked_at) "
                 "VALUES (?, ?, ?)",
-                (signature, kind, int(time.time())),
+                (what, kind, moment),
             )
 
     def user_revoked_until(self, user: str) -> int | None:
@@ -219,16 +230,5 @@ class AclStore(Database):
                 [(m.user, m.group) for m in members],
             )
             for kind, what, moment in revocations:
-                if kind == "user":
-                    conn.execute(
-                        "INSERT INTO revoked_users (user, until) VALUES (?, ?) "
-                        "ON CONFLICT (user) DO UPDATE SET until = max(until, excluded.until)",
-                        (what, moment),
-                    )
-                else:
-                    conn.execute(
-                        "INSERT OR IGNORE INTO revoked_signatures (signature, kind, revoked_at) "
-                        "VALUES (?, ?, ?)",
-                        (what, kind, moment),
-                    )
+                self._put_revocation(conn, kind, what, moment)
         return ImportSummary(len(rules), len(members), replace, len(revocations))

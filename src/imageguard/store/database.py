@@ -227,10 +227,7 @@ class Database:
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction: all of it commits, or none of it."""
         with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot write ACL store {self.path}: {exc}") from None
+            self._begin("BEGIN IMMEDIATE", "write")
             try:
                 yield self._conn
             except BaseException as exc:
@@ -260,16 +257,21 @@ class Database:
     def _one_read(self) -> Iterator[None]:
         """Queries made inside see one state of the store (one read transaction)."""
         with self._lock:
-            try:
-                self._conn.execute("BEGIN")
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot read ACL store {self.path}: {exc}") from None
+            self._begin("BEGIN", "read")
             try:
                 yield
             finally:
                 if self._conn.in_transaction:  # a read: nothing to lose if this fails
                     with contextlib.suppress(sqlite3.Error):
                         self._conn.execute("ROLLBACK")
+
+    def _begin(self, statement: str, doing: str) -> None:
+        """Start a transaction with *statement*; when SQLite refuses, raise StoreError
+        "cannot *doing* ACL store ..." (*doing*: ``read`` or ``write``)."""
+        try:
+            self._conn.execute(statement)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot {doing} ACL store {self.path}: {exc}") from None
 
     def _query(self, sql: str, params: Iterable[object] = ()) -> list[tuple]:
         with self._lock:
