@@ -61,13 +61,15 @@ class Runtime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        #: Refusals that depend on what exists are 404s, like denials (deny_status 404).
+        self.hides_existence = settings.deny_status == 404
         self.gate = Gate.create(
-            settings.root, settings.extensions, hide_existence=settings.deny_status == 404
+            settings.root, settings.extensions, hide_existence=self.hides_existence
         )
         #: The media type of each allowed extension: Apache is told it, never the name.
         self._media_types = {ext: media_type(ext) for ext in settings.extensions}
         #: The realm share links are checked against (the root's real path by default).
-        self.share_realm = settings.share_realm or self.gate.root
+        self.share_realm = settings.link_realm
         #: Who a request's credentials name (chosen here, once: the policy never asks which).
         self.logins: LoginSource = login_source(settings, self.secrets, lambda: self.acl)
         self._acl = CachedAcl(settings.acl_db) if settings.acl_db else None
@@ -80,8 +82,6 @@ class Runtime:
             ("Cache-Control", self.cache_control),
             ("X-Content-Type-Options", "nosniff"),
         )
-        #: Refusals that depend on what exists are 404s, like denials (deny_status 404).
-        self.hides_existence = settings.deny_status == 404
         #: No ACL store: the gate alone decides (an access handler from an .htaccess).
         self.gate_only = settings.acl_db is None
         self.content = ContentChecker.for_site(settings.extensions, settings.max_pixels)
@@ -119,7 +119,7 @@ class Runtime:
     def admit(self, method: str, filename: str, path_info: str) -> GateVerdict:
         """The gate's verdict on a request, by name and ``lstat`` (for commands and tools;
         the handlers use :meth:`admit_open`, which also binds the file)."""
-        return self.gate.admit(method, filename, path_info)[0]
+        return self.gate.check(method, filename, path_info)
 
     def admit_open(self, method: str, filename: str, path_info: str) -> tuple[GateVerdict, int]:
         """The gate's verdict on a request and, when it is allowed, a descriptor of the very

@@ -30,12 +30,12 @@ configuration or store 500, ...).
 from __future__ import annotations
 
 import enum
+import functools
 import os
 import stat
 import urllib.parse
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ContextManager, NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from ..errors import (
     ConfigError,
@@ -56,6 +56,7 @@ from ..files.gate import (
     UNSUPPORTED_MEDIA_TYPE,
     GateVerdict,
 )
+from ..identity.sessions import LockFactory
 from ..identity.sharelinks import ShareGrant, carries_link
 from .levels import Level
 from .principals import ANONYMOUS, GUEST, Identity
@@ -77,8 +78,6 @@ INTERNAL_SERVER_ERROR = 500
 
 #: Refusals are never kept by a cache, and look alike whatever was refused.
 NO_STORE = "private, no-store"
-
-LockFactory = Callable[[], ContextManager[None]]
 
 
 # --------------------------------------------------------------------------- facts
@@ -172,6 +171,17 @@ class Login:
     #: The ticket's user data (auth_tkt logins only), handed on as REMOTE_USER_DATA.
     user_data: str = ""
 
+    @functools.cached_property
+    def env(self) -> tuple[tuple[str, str], ...]:
+        """The environment this login sets (REMOTE_USER_DATA, REMOTE_USER_TOKENS):
+        worked out once per login, which the login sources keep, not per request."""
+        env = []
+        if self.user_data:
+            env.append(("REMOTE_USER_DATA", self.user_data))
+        if self.identity.groups:
+            env.append(("REMOTE_USER_TOKENS", ",".join(sorted(self.identity.groups))))
+        return tuple(env)
+
 
 def anonymous(reason: str, *, suspicious: bool = False) -> Login:
     """No login, and why."""
@@ -237,11 +247,6 @@ class Outcome(NamedTuple):
     headers: tuple[tuple[str, str], ...] = ()
     vary: str = ""
     allow: tuple[str, ...] = ()
-
-    @property
-    def admitted(self) -> bool:
-        """True when Apache is to send the image."""
-        return self.action is Action.ADMIT
 
 
 _NO_STORE_HEADERS = (("Cache-Control", NO_STORE),)
@@ -345,10 +350,7 @@ def _login(facts: Facts, runtime: Runtime, progress: Progress) -> Login:
         login = progress.login = runtime.logins.login(facts)
         if login.suspicious:
             progress.notes.append((LOG_ERR, f"ignored login cookie: {login.reason}"))
-        if login.user_data:
-            progress.env.append(("REMOTE_USER_DATA", login.user_data))
-        if login.identity.groups:
-            progress.env.append(("REMOTE_USER_TOKENS", ",".join(sorted(login.identity.groups))))
+        progress.env.extend(login.env)
     return login
 
 
