@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from imageguard.errors import ConfigError
 from imageguard.identity.cookies import find_cookie
 from imageguard.identity.sessions import (
     DbmSessionReader,
@@ -18,7 +17,6 @@ from imageguard.identity.sessions import (
     SessionKeys,
     StoredSession,
     identity_from_session,
-    make_reader,
     valid_sid,
 )
 
@@ -122,11 +120,20 @@ def test_dbm_reader_without_database(tmp_path: Path) -> None:
     assert reader.load("nope") is None
 
 
-def test_make_reader() -> None:
-    assert isinstance(make_reader("FileSession", "/d", "/f"), FileSessionReader)
-    assert isinstance(make_reader("DbmSession", "/d", "/f"), DbmSessionReader)
-    with pytest.raises(ConfigError, match="MemorySession"):
-        make_reader("MemorySession", "/d", "/f")
+def test_the_session_type_chooses_the_reader(tmp_path: Path) -> None:
+    """What login_source builds for each mod_python session type (a type no other request
+    can read is refused: tests/unit/test_decision.py)."""
+    from imageguard.apache.settings import Settings
+    from imageguard.identity.logins import login_source
+
+    def reader_for(session_type: str) -> object:
+        settings = Settings.from_options(
+            {"imageguard.root": str(tmp_path), "mod_python.session.session_type": session_type}
+        )
+        return login_source(settings, tuple, lambda: None).reader  # type: ignore[arg-type, return-value, attr-defined]
+
+    assert isinstance(reader_for("FileSession"), FileSessionReader)
+    assert isinstance(reader_for("DbmSession"), DbmSessionReader)
 
 
 def test_quoted_cookie_values_are_unquoted() -> None:

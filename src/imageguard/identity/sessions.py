@@ -245,15 +245,3 @@ def identity_from_session(session: StoredSession, keys: SessionKeys) -> Identity
     if not isinstance(raw, (list, tuple, set, frozenset)):
         return Identity(user)
     return Identity(user, valid_groups(raw))
-
-
-def make_reader(session_type: str, directory: str, dbm_filename: str) -> SessionReader:
-    """Build the reader for mod_python's *session_type* with the application's settings."""
-    if session_type == "FileSession":
-        return FileSessionReader(directory)
-    if session_type == "DbmSession":
-        return DbmSessionReader(dbm_filename)
-    raise ConfigError(
-        f"mod_python.session.session_type {session_type!r} cannot be read from another "
-        "request: use FileSession or DbmSession"
-    )
