@@ -510,13 +510,18 @@ def set_schema_version(db: Path, version: int) -> None:
     store_side_files_to_apache(db)
 
 
+def moved_away(path: Path) -> Callable[[], object]:
+    """Move *path* aside (so it is missing); returns what puts it back."""
+    away = path.with_name(path.name + ".moved-away")
+    path.rename(away)
+    return lambda: away.rename(path)
+
+
 def break_acl_store(fault: Fault, how: str) -> Callable[[], object]:
     """Break the fault's ACL store *how*; returns what mends it."""
     db = fault.db
     if how == "missing":
-        away = db.with_name("moved-away.db")
-        db.rename(away)
-        return lambda: away.rename(db)
+        return moved_away(db)
     if how == "unreadable":
         mode = stat.S_IMODE(db.stat().st_mode)
         db.chmod(0)
@@ -745,9 +750,7 @@ def break_secret_file(fault: Fault, how: str) -> Callable[[], object]:
     """Break the fault's secret file *how*; returns what mends it."""
     secrets = fault.secrets
     if how == "missing":
-        away = secrets.with_name("secrets.away")
-        secrets.rename(away)
-        return lambda: away.rename(secrets)
+        return moved_away(secrets)
     if how == "empty":
         text = secrets.read_text()
         secrets.write_text("")
