@@ -1,8 +1,10 @@
 # imageguard: `make test` and `make demo` set up everything they need themselves.
 #   the Debian packages of APT_PACKAGES when missing (make bench: BENCH_PACKAGES too),
 #   through tools/hostpkgs.py, which disables again whatever module, conf or site their
-#   maintainer scripts enable and stops a system apache2 they start: the host's Apache
-#   is left as it was found (make test checks that after its tests);
+#   maintainer scripts enable, stops a system apache2 they start and a system PostgreSQL
+#   cluster they start (installing postgresql creates and starts a cluster "main"): the
+#   host's Apache and PostgreSQL are left as they were found (make test checks that after
+#   its tests; the tests' own PostgreSQL, imageguard_devtools.localpg, runs from /tmp);
 #   a venv made from /usr/bin/python3 (the interpreter mod_python embeds),
 #   Pillow, the test tools and imageguard itself installed into it.
 
@@ -10,8 +12,10 @@ SYSTEM_PYTHON := /usr/bin/python3
 VENV          := .venv
 VPY           := $(VENV)/bin/python
 HOSTPKGS      := $(SYSTEM_PYTHON) tools/hostpkgs.py
-# wrk is the load generator of the benchmark's smoke run in make test.
-APT_PACKAGES  := apache2 libapache2-mod-python libapache2-mod-auth-tkt python3-venv wrk
+# wrk is the load generator of the benchmark's smoke run in make test; postgresql gives
+# the server binaries of the tests' private PostgreSQL, libpq5 the library psycopg loads.
+APT_PACKAGES  := apache2 libapache2-mod-python libapache2-mod-auth-tkt python3-venv wrk \
+                 postgresql libpq5
 # Only for make bench: mod_wsgi (which the system Apache cannot load beside mod_python)
 # and mod_xsendfile, for the benchmark's X-Sendfile variant.
 BENCH_PACKAGES := libapache2-mod-wsgi-py3 libapache2-mod-xsendfile
@@ -45,8 +49,9 @@ unit: deps
 integration: deps
 	$(VPY) -m pytest -q tests/integration
 
-# The system Apache's enabled modules, confs and sites (and whether it runs) must be the
-# same after the tests as before: checked also when pytest fails, whose status is kept.
+# The system Apache's enabled modules, confs and sites (and whether it runs) and which
+# system PostgreSQL clusters run must be the same after the tests as before: checked also
+# when pytest fails, whose status is kept.
 test: lint
 	$(HOSTPKGS) snapshot $(HOST_SNAPSHOT)
 	@status=0; $(VPY) -m pytest -q || status=$$?; \

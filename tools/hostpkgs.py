@@ -1,16 +1,25 @@
 #!/usr/bin/python3
-"""Install the Debian packages make needs, and leave the system Apache as it was found.
+"""Install the Debian packages make needs, and leave the system Apache and PostgreSQL as
+they were found.
 
 Debian's maintainer scripts enable a module when its package is installed (installing
 libapache2-mod-wsgi-py3 enables mod_wsgi, and the system Apache then refuses to start
-beside mod_python), and they may start the apache2 service. This tool installs what is
-missing, then puts ``/etc/apache2/{mods,conf,sites}-enabled`` back as they were, and stops
-a system apache2 that the install started::
+beside mod_python), and they may start the apache2 service; installing postgresql creates
+a cluster ``main`` and starts it. This tool installs what is missing, then puts
+``/etc/apache2/{mods,conf,sites}-enabled`` back as they were, stops a system apache2 that
+the install started and a system PostgreSQL cluster that it started (and starts again
+one that ran before and was stopped)::
 
-    hostpkgs.py install PKG...   install the missing packages, keep Apache's configuration
-    hostpkgs.py snapshot FILE    write the three directories' entries (and whether the
-                                 system apache2 runs) to FILE as JSON
+    hostpkgs.py install PKG...   install the missing packages, keep the host as found
+    hostpkgs.py snapshot FILE    write the three directories' entries, whether the system
+                                 apache2 runs and which system PostgreSQL clusters run
+                                 to FILE as JSON
     hostpkgs.py check FILE       compare the host with FILE; exit 1 naming every difference
+
+A system PostgreSQL cluster is a postmaster whose configuration file is in
+``/etc/postgresql`` or whose data directory is in ``/var/lib/postgresql`` (Debian's
+``pg_ctlcluster`` starts each with both); the private servers of the tests
+(``imageguard_devtools.localpg``) run from a data directory under /tmp and do not count.
 
 Standard library only: it runs under /usr/bin/python3 before the venv exists.
 ``IMAGEGUARD_ETC_APACHE`` names another configuration directory (used by the tests, which
@@ -41,6 +50,11 @@ KINDS = {
 }
 APACHE2CTL = "/usr/sbin/apache2ctl"
 SERVICE = "/usr/sbin/service"
+PG_CTLCLUSTER = "/usr/bin/pg_ctlcluster"
+#: Where Debian keeps its PostgreSQL clusters' configuration (``<version>/<name>/``) and,
+#: by default, their data directories.
+PG_ETC = Path("/etc/postgresql")
+PG_DATA = Path("/var/lib/postgresql")
 
 #: One directory's entries: name -> the symlink's target as written in the link, or None
 #: when the entry is not a symlink.
@@ -80,6 +94,76 @@ def system_apache_pids(proc: Path = Path("/proc")) -> list[int]:
     return sorted(pids)
 
 
+def _postmaster_settings(argv: Sequence[str]) -> tuple[str | None, str | None]:
+    """The data directory and configuration file a ``postgres`` command line names
+    (``-D DIR``, ``-c config_file=FILE``, ``--config-file=FILE`` ...), None where it names
+    none."""
+    settings: dict[str, str] = {}
+    data_dir = None
+    args = list(argv[1:])
+    while args:
+        arg = args.pop(0)
+        value: str | None
+        if arg in ("-D", "-c"):
+            value = args.pop(0) if args else None
+        elif arg.startswith(("-D", "-c")):
+            value = arg[2:]
+        elif arg.startswith("--") and "=" in arg:
+            value = arg[2:]
+            arg = "-c"
+        else:
+            continue
+        if value is None:
+            continue
+        if arg.startswith("-D"):
+            data_dir = value
+        elif "=" in value:
+            name, _eq, setting = value.partition("=")
+            settings[name.replace("-", "_").lower()] = setting
+    return data_dir or settings.get("data_directory"), settings.get("config_file")
+
+
+def postgres_cluster(argv: Sequence[str]) -> str | None:
+    """The system PostgreSQL cluster a process runs, from its command line: ``15/main``
+    (or the data directory, for one not laid out as Debian's), or None for a process that
+    is no postmaster or none of the system's (a private server with its data in /tmp)."""
+    if not argv or os.path.basename(argv[0]) not in ("postgres", "postmaster"):
+        return None
+    data_dir, config_file = _postmaster_settings(argv)
+    if config_file is not None:
+        config = Path(os.path.normpath(config_file))
+        parts = config.relative_to(PG_ETC).parts if config.is_relative_to(PG_ETC) else ()
+        if len(parts) == 3 and parts[2] == "postgresql.conf":
+            return f"{parts[0]}/{parts[1]}"
+    if data_dir is not None:
+        data = Path(os.path.normpath(data_dir))
+        if data.is_relative_to(PG_DATA):
+            parts = data.relative_to(PG_DATA).parts
+            return f"{parts[0]}/{parts[1]}" if len(parts) == 2 else str(data)
+        if config_file is not None and Path(config_file).is_relative_to(PG_ETC):
+            return str(data)
+    return None
+
+
+def system_postgres_clusters(proc: Path = Path("/proc")) -> list[str]:
+    """The system PostgreSQL clusters that run (see :func:`postgres_cluster`), sorted."""
+    found = set()
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        argv = [arg.decode(errors="replace") for arg in raw.split(b"\0")]
+        while argv and not argv[-1]:
+            argv.pop()
+        cluster = postgres_cluster(argv)
+        if cluster is not None:
+            found.add(cluster)
+    return sorted(found)
+
+
 def default_etc() -> Path:
     return Path(os.environ.get(ETC_VARIABLE) or SYSTEM_ETC)
 
@@ -99,13 +183,14 @@ class Host:
     etc: Path = field(default_factory=default_etc)
     run: Runner = run_command
     apache_pids: Callable[[], list[int]] = system_apache_pids
+    postgres_clusters: Callable[[], list[str]] = system_postgres_clusters
     sudo: tuple[str, ...] = field(default_factory=default_sudo)
     #: Disable with a2dismod/a2disconf/a2dissite? None: when they are installed and etc
     #: is the system's (they only act on /etc/apache2).
     a2tools: bool | None = None
     report: Callable[[str], None] = say
     sleep: Callable[[float], None] = time.sleep
-    #: How long a stopped apache2 may take to exit, in seconds.
+    #: How long a stopped apache2 (or PostgreSQL cluster) may take to exit, in seconds.
     stop_timeout: float = 15.0
 
     def uses_a2tools(self) -> bool:
@@ -122,13 +207,22 @@ class Host:
 @dataclass(frozen=True)
 class State:
     """What is kept as found: the entries of the three directories (None for a directory
-    that does not exist) and whether the system apache2 runs."""
+    that does not exist), whether the system apache2 runs and which system PostgreSQL
+    clusters run."""
 
     dirs: dict[str, Entries | None]
     running: bool
+    postgres: tuple[str, ...] = ()
 
     def to_json(self) -> str:
-        return json.dumps({"dirs": self.dirs, "system_apache2_running": self.running}, indent=1)
+        return json.dumps(
+            {
+                "dirs": self.dirs,
+                "system_apache2_running": self.running,
+                "system_postgresql_clusters_running": list(self.postgres),
+            },
+            indent=1,
+        )
 
     @classmethod
     def from_json(cls, text: str) -> State:
@@ -136,6 +230,8 @@ class State:
         return cls(
             dirs={name: data["dirs"].get(name) for name in KINDS},
             running=bool(data["system_apache2_running"]),
+            # A snapshot written before PostgreSQL was recorded: none ran.
+            postgres=tuple(data.get("system_postgresql_clusters_running", ())),
         )
 
 
@@ -153,7 +249,9 @@ def read_dirs(etc: Path) -> dict[str, Entries | None]:
 
 
 def take_state(host: Host) -> State:
-    return State(read_dirs(host.etc), bool(host.apache_pids()))
+    return State(
+        read_dirs(host.etc), bool(host.apache_pids()), tuple(sorted(host.postgres_clusters()))
+    )
 
 
 def _describe(target: str | None) -> str:
@@ -193,6 +291,19 @@ def differences(before: State, now: State) -> list[str]:
             if before.running
             else "the system apache2 was not running and runs now"
         )
+    return found + postgres_differences(before.postgres, now.postgres)
+
+
+def postgres_differences(before: Sequence[str], now: Sequence[str]) -> list[str]:
+    """One line for each system PostgreSQL cluster that runs in one reading only."""
+    found = [
+        f"the system PostgreSQL cluster {cluster} was running and is not now"
+        for cluster in sorted(set(before) - set(now))
+    ]
+    found += [
+        f"the system PostgreSQL cluster {cluster} was not running and runs now"
+        for cluster in sorted(set(now) - set(before))
+    ]
     return found
 
 
@@ -288,7 +399,9 @@ def _wait_until(host: Host, done: Callable[[], bool]) -> bool:
     return True
 
 
-def _apache_command(host: Host, commands: Sequence[Sequence[str]], done: Callable[[], bool]) -> str:
+def _service_command(
+    host: Host, commands: Sequence[Sequence[str]], done: Callable[[], bool]
+) -> str:
     """Run the first of *commands* after which *done* holds; the one that did, or ''."""
     for argv in commands:
         host.run([*host.sudo, *argv], True)
@@ -301,7 +414,7 @@ def keep_apache_running_state(host: Host, was_running: bool, config_changed: boo
     """Leave the system apache2 running if it was, stopped if it was not."""
     running = bool(host.apache_pids())
     if not was_running and running:
-        how = _apache_command(
+        how = _service_command(
             host,
             ([APACHE2CTL, "stop"], [SERVICE, "apache2", "stop"]),
             lambda: not host.apache_pids(),
@@ -313,7 +426,7 @@ def keep_apache_running_state(host: Host, was_running: bool, config_changed: boo
             )
         host.report(f"stopped the system apache2 that the install started ({how})")
     elif was_running and not running:
-        how = _apache_command(
+        how = _service_command(
             host,
             ([APACHE2CTL, "start"], [SERVICE, "apache2", "start"]),
             lambda: bool(host.apache_pids()),
@@ -327,9 +440,62 @@ def keep_apache_running_state(host: Host, was_running: bool, config_changed: boo
         host.report("reloaded the system apache2 with its configuration as found")
 
 
+def _debian_cluster(cluster: str) -> list[str] | None:
+    """``15/main`` -> ["15", "main"], what pg_ctlcluster takes; None for a data directory."""
+    parts = cluster.split("/")
+    return parts if len(parts) == 2 and all(parts) else None
+
+
+def _cluster_command(
+    host: Host, cluster: str, commands: Sequence[Sequence[str]], running: bool
+) -> str:
+    """:func:`_service_command` until *cluster* runs (*running*) or does not."""
+    return _service_command(
+        host, commands, lambda: (cluster in host.postgres_clusters()) == running
+    )
+
+
+def keep_postgres_running_state(host: Host, were_running: Sequence[str]) -> None:
+    """Stop each system PostgreSQL cluster that runs now and did not before, start again
+    each that ran before and does not now. ``service postgresql stop``, which stops every
+    cluster, is only tried when none ran before."""
+    running = set(host.postgres_clusters())
+    for cluster in sorted(running - set(were_running)):
+        commands = []
+        debian = _debian_cluster(cluster)
+        if debian is not None:
+            commands.append([PG_CTLCLUSTER, *debian, "stop"])
+        if not were_running:
+            commands.append([SERVICE, "postgresql", "stop"])
+        how = _cluster_command(host, cluster, commands, running=False)
+        if not how:
+            raise HostError(
+                f"the install started the system PostgreSQL cluster {cluster} and it could "
+                "not be stopped"
+            )
+        host.report(
+            f"stopped the system PostgreSQL cluster {cluster} that the install started ({how})"
+        )
+    for cluster in sorted(set(were_running) - running):
+        debian = _debian_cluster(cluster)
+        commands = [[PG_CTLCLUSTER, *debian, "start"]] if debian is not None else []
+        how = _cluster_command(host, cluster, commands, running=True)
+        if not how:
+            raise HostError(
+                f"the system PostgreSQL cluster {cluster} ran before the install and does "
+                "not start now"
+            )
+        host.report(
+            f"started the system PostgreSQL cluster {cluster} again, which ran before the "
+            f"install ({how})"
+        )
+
+
 def install(host: Host, packages: Sequence[str]) -> int:
-    """Install the missing *packages*, keeping the system Apache as found; exit status."""
+    """Install the missing *packages*, keeping the system Apache and PostgreSQL as found;
+    exit status."""
     was_running = bool(host.apache_pids())
+    postgres_before = host.postgres_clusters()
     missing = [package for package in packages if not is_installed(host, package)]
     if not missing:
         host.report(f"already installed: {' '.join(packages)}")
@@ -356,12 +522,14 @@ def install(host: Host, packages: Sequence[str]) -> int:
         status = 1  # a maintainer script may still have enabled something: restore anyway
     changed = restore(host, baseline)
     keep_apache_running_state(host, was_running, changed)
+    keep_postgres_running_state(host, postgres_before)
     problems = dir_differences(baseline, read_dirs(host.etc))
     if bool(host.apache_pids()) != was_running:
         problems.append("the system apache2 is not in the state it was found in")
+    problems += postgres_differences(postgres_before, host.postgres_clusters())
     if problems:
         print(
-            "hostpkgs: the system Apache's configuration is not as it was before the install:\n  "
+            "hostpkgs: the system Apache or PostgreSQL is not as it was before the install:\n  "
             + "\n  ".join(problems),
             file=sys.stderr,
         )
@@ -389,12 +557,15 @@ def main(argv: Sequence[str] | None = None, host: Host | None = None) -> int:
         found = differences(before, take_state(host))
         if found:
             print(
-                f"hostpkgs: the system Apache ({host.etc}) is not as recorded in {args.file}:\n  "
+                f"hostpkgs: the host (Apache in {host.etc}, PostgreSQL) is not as recorded "
+                f"in {args.file}:\n  "
                 + "\n  ".join(found),
                 file=sys.stderr,
             )
             return 1
-        host.report(f"the system Apache ({host.etc}) is as recorded in {args.file}")
+        host.report(
+            f"the host (Apache in {host.etc}, PostgreSQL) is as recorded in {args.file}"
+        )
         return 0
     except (HostError, OSError, ValueError, KeyError) as error:
         print(f"hostpkgs: {error}", file=sys.stderr)

@@ -36,6 +36,12 @@ class StoreError(ImageGuardError):
     """The ACL store is missing, unreadable, of an unknown schema, or a write was refused."""
 
 
+class StoreUnavailable(StoreError):
+    """The ACL store's database cannot be reached now (PostgreSQL down, or the network to
+    it): the request is refused with 503 unless ``imageguard.stale_ok`` lets a
+    remembered answer stand; the server recovers by itself when the database returns."""
+
+
 class NoSuchRule(StoreError):
     """A revoke or lookup named a rule that the store does not hold."""
 

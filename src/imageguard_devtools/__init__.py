@@ -3,6 +3,8 @@ demo need, kept out of the package Apache loads.
 
 * :mod:`imageguard_devtools.localserver` runs a private Apache 2.4 + mod_python on
   127.0.0.1 (the integration tests, ``make demo``, ``make bench``, ``make soak``);
+* :mod:`imageguard_devtools.localpg` runs a private PostgreSQL server on 127.0.0.1 from a
+  data directory under /tmp (the tests and benchmarks of the PostgreSQL store);
 * :mod:`imageguard_devtools.demo` is ``make demo`` (``python -m imageguard_devtools.demo``).
 
 This package imports :mod:`imageguard`; :mod:`imageguard` imports nothing from here (a

@@ -41,7 +41,7 @@ from typing import Any
 
 import imageguard.cli as cli
 import imageguard.store.cached as cached_module
-import imageguard.store.database as database_module
+import imageguard.store.sqlite as database_module
 import imageguard.store.stamp as stamp_module
 from imageguard.policy.acl import Rule
 from imageguard.policy.patterns import compile_pattern

@@ -49,7 +49,7 @@ from typing import Any
 import pytest
 
 import imageguard.cli as cli_module
-import imageguard.store.database as database_module
+import imageguard.store.sqlite as database_module
 from imageguard.cli.commandline import build_parser
 from imageguard.identity.tickets import issue_ticket
 from imageguard.policy.levels import Level

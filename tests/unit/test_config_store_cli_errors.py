@@ -13,7 +13,8 @@ from imageguard.apache.apacheconf import SiteConfig, directory_block
 from imageguard.apache.settings import Settings
 from imageguard.cli import main
 from imageguard.errors import ConfigError, ImportFormatError, NoSuchRule, StoreError
-from imageguard.store import AclStore, database, parse_export
+from imageguard.store import AclStore, parse_export
+from imageguard.store import sqlite as database
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 import imageguard.store.cached as cached_module
-import imageguard.store.database as database_module
+import imageguard.store.freshness as freshness_module
+import imageguard.store.sqlite as database_module
 from imageguard.apache.settings import Settings
 from imageguard.errors import ConfigError, StoreError
 from imageguard.identity.sessions import FileSessionReader
@@ -39,7 +40,7 @@ def db(tmp_path: Path) -> Path:
 @pytest.fixture
 def checked_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every decision makes the safety check (as it does once a second in Apache)."""
-    monkeypatch.setattr(cached_module, "SAFETY_CHECK_S", 0.0)
+    monkeypatch.setattr(freshness_module, "SAFETY_CHECK_S", 0.0)
 
 
 def test_a_store_overwritten_in_place_is_refused_by_a_warm_reader(
@@ -83,12 +84,12 @@ def test_a_store_whose_file_changed_is_opened_again(db: Path, checked_every_time
     again, as a process that never opened it would; unchanged, it is not reopened."""
     cache = CachedAcl(str(db))
     cache.decide("g/a.jpg", ALICE)
-    first = cache._store
+    first = cache._watch._store
     cache.decide("g/b.jpg", ALICE)
-    assert cache._store is first
+    assert cache._watch._store is first
     os.chmod(db, 0o600)
     cache.decide("g/c.jpg", ALICE)
-    assert cache._store is not first
+    assert cache._watch._store is not first
 
 
 @pytest.fixture

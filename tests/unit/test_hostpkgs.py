@@ -1,7 +1,9 @@
-"""tools/hostpkgs.py: packages are installed, the system Apache is left as it was found.
+"""tools/hostpkgs.py: packages are installed, the system Apache and PostgreSQL are left as
+they were found.
 
 A fake Debian plays dpkg, apt-get (whose maintainer scripts enable modules, switch the
-MPM, start the service), a2dismod & co. and apache2ctl on an etc tree in tmp_path.
+MPM, start the services), a2dismod & co., apache2ctl, pg_ctlcluster and service on an etc
+tree in tmp_path.
 """
 
 from __future__ import annotations
@@ -77,6 +79,9 @@ class FakeDebian:
         self.etc = etc
         self.installed = set(installed)
         self.running = False
+        #: The system PostgreSQL clusters that run ("15/main").
+        self.clusters: set[str] = set()
+        self.pg_stop_works = True
         self.calls: list[list[str]] = []  # each with the command's name, not its path
         self.said: list[str] = []
         self.apt_fails = False
@@ -88,16 +93,22 @@ class FakeDebian:
             "libapache2-mod-wsgi-py3": lambda f: enable(
                 f.etc, "mods-enabled", "wsgi.load", "wsgi.conf"
             ),
+            # postgresql-common creates the cluster main and starts it.
+            "postgresql": lambda f: f.clusters.add("15/main"),
         }
 
     def pids(self) -> list[int]:
         return [4242, 4243] if self.running else []
+
+    def running_clusters(self) -> list[str]:
+        return sorted(self.clusters)
 
     def host(self, **more):
         options: dict[str, object] = {
             "etc": self.etc,
             "run": self,
             "apache_pids": self.pids,
+            "postgres_clusters": self.running_clusters,
             "sudo": (),
             "a2tools": True,
             "report": self.said.append,
@@ -131,6 +142,15 @@ class FakeDebian:
             directory = {"a2dismod": "mods", "a2disconf": "conf", "a2dissite": "sites"}[name]
             stem = argv[-1]
             disable(self.etc, f"{directory}-enabled", f"{stem}.load", f"{stem}.conf")
+        elif name == "pg_ctlcluster":  # pg_ctlcluster VERSION NAME ACTION
+            cluster, action = f"{argv[1]}/{argv[2]}", argv[3]
+            if action == "stop" and self.pg_stop_works:
+                self.clusters.discard(cluster)
+            elif action == "start":
+                self.clusters.add(cluster)
+        elif name == "service" and argv[1] == "postgresql":
+            if argv[2] == "stop" and self.pg_stop_works:
+                self.clusters.clear()
         elif name in ("apache2ctl", "service"):
             action = argv[-1]
             if action == "stop" and self.stop_works:
@@ -331,3 +351,132 @@ def test_the_system_apache_is_the_one_without_f(tmp_path: Path) -> None:
         (tmp_path / pid / "cmdline").write_bytes(cmdline)
     (tmp_path / "self").mkdir()
     assert hostpkgs.system_apache_pids(tmp_path) == [10]
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def test_a_cluster_the_install_started_is_stopped(fake: FakeDebian) -> None:
+    assert hostpkgs.install(fake.host(), ["postgresql", "libpq5"]) == 0
+    assert "postgresql" in fake.installed
+    assert not fake.clusters
+    assert ["pg_ctlcluster", "15", "main", "stop"] in fake.calls
+    assert (
+        "stopped the system PostgreSQL cluster 15/main that the install started "
+        "(/usr/bin/pg_ctlcluster 15 main stop)" in fake.said
+    )
+
+
+def test_a_cluster_running_before_keeps_running(fake: FakeDebian) -> None:
+    fake.clusters.add("15/main")
+    assert hostpkgs.install(fake.host(), ["postgresql"]) == 0
+    assert fake.clusters == {"15/main"}
+    assert not any(call[0] in ("pg_ctlcluster", "service") for call in fake.calls)
+
+
+def test_only_the_new_cluster_is_stopped(fake: FakeDebian) -> None:
+    fake.clusters.add("13/main")
+    fake.postinst["postgresql-15"] = lambda f: f.clusters.add("15/main")
+    assert hostpkgs.install(fake.host(), ["postgresql-15"]) == 0
+    assert fake.clusters == {"13/main"}
+    # service postgresql stop would stop 13/main too: not tried while another ran before.
+    assert not any(call[0] == "service" for call in fake.calls)
+
+
+def test_service_stops_a_cluster_pg_ctlcluster_cannot_name(fake: FakeDebian) -> None:
+    fake.postinst["postgresql"] = lambda f: f.clusters.add("/srv/pgdata")
+    assert hostpkgs.install(fake.host(), ["postgresql"]) == 0
+    assert not fake.clusters
+    assert ["service", "postgresql", "stop"] in fake.calls
+    assert not any(call[0] == "pg_ctlcluster" for call in fake.calls)
+
+
+def test_a_cluster_the_install_stopped_is_started_again(fake: FakeDebian) -> None:
+    fake.clusters.add("15/main")
+    fake.postinst["postgresql-contrib"] = lambda f: f.clusters.discard("15/main")
+    assert hostpkgs.install(fake.host(), ["postgresql-contrib"]) == 0
+    assert fake.clusters == {"15/main"}
+    assert ["pg_ctlcluster", "15", "main", "start"] in fake.calls
+    started = "started the system PostgreSQL cluster 15/main again"
+    assert any(line.startswith(started) for line in fake.said)
+
+
+def test_a_cluster_that_will_not_stop_fails_the_install(fake: FakeDebian) -> None:
+    fake.pg_stop_works = False
+    with pytest.raises(hostpkgs.HostError, match="cluster 15/main and it could not be stopped"):
+        hostpkgs.install(fake.host(), ["postgresql"])
+
+
+def test_check_names_a_cluster_that_started_or_stopped(
+    fake: FakeDebian, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    snapshot = tmp_path / "host.json"
+    host = fake.host()
+    fake.clusters.add("13/main")
+    assert hostpkgs.main(["snapshot", str(snapshot)], host) == 0
+    assert '"13/main"' in snapshot.read_text()
+    assert hostpkgs.main(["check", str(snapshot)], host) == 0
+    fake.clusters = {"15/main"}
+    capsys.readouterr()
+    assert hostpkgs.main(["check", str(snapshot)], host) == 1
+    err = capsys.readouterr().err
+    assert "the system PostgreSQL cluster 13/main was running and is not now" in err
+    assert "the system PostgreSQL cluster 15/main was not running and runs now" in err
+
+
+def test_a_snapshot_from_before_postgresql_was_recorded_reads_as_none_running(
+    fake: FakeDebian, tmp_path: Path
+) -> None:
+    snapshot = tmp_path / "host.json"
+    host = fake.host()
+    assert hostpkgs.main(["snapshot", str(snapshot)], host) == 0
+    text = snapshot.read_text().replace('"system_postgresql_clusters_running": []', '"x": 0')
+    snapshot.write_text(text)
+    assert hostpkgs.main(["check", str(snapshot)], host) == 0
+    fake.clusters.add("15/main")
+    assert hostpkgs.main(["check", str(snapshot)], host) == 1
+
+
+POSTGRES = "/usr/lib/postgresql/15/bin/postgres"
+DEBIAN_CONF = "config_file=/etc/postgresql/15/main/postgresql.conf"
+
+
+@pytest.mark.parametrize(
+    ("argv", "cluster"),
+    [
+        # How pg_ctlcluster starts Debian's clusters.
+        ([POSTGRES, "-D", "/var/lib/postgresql/15/main", "-c", DEBIAN_CONF], "15/main"),
+        ([POSTGRES, "-D", "/srv/pg", "-c", DEBIAN_CONF.replace("15/main", "16/big")], "16/big"),
+        (["/usr/lib/postgresql/13/bin/postmaster", "-D/var/lib/postgresql/13/old"], "13/old"),
+        ([POSTGRES, "-D", "/var/lib/postgresql/data"], "/var/lib/postgresql/data"),
+        ([POSTGRES, "-D", "/srv/pg", "--config-file=/etc/postgresql/extra.conf"], "/srv/pg"),
+        ([POSTGRES, "-c", "data_directory=/var/lib/postgresql/15/x"], "15/x"),
+        # imageguard_devtools.localpg's private servers, and anything else.
+        ([POSTGRES, "-D", "/tmp/imageguard-pg-1234/data"], None),
+        ([POSTGRES, "-D", "/var/lib/postgresql/../../tmp/x"], None),
+        (["postgres: 15/main: checkpointer "], None),
+        (["postgres: imageguard-1a2b: walwriter "], None),
+        (["/usr/bin/python3", "-D", "/var/lib/postgresql/15/main"], None),
+        ([POSTGRES], None),
+        ([], None),
+    ],
+)
+def test_which_postmaster_is_a_system_cluster(argv: list[str], cluster: str | None) -> None:
+    assert hostpkgs.postgres_cluster(argv) == cluster
+
+
+def test_system_clusters_are_read_from_proc(tmp_path: Path) -> None:
+    processes = {
+        "20": b"/usr/lib/postgresql/15/bin/postgres\0-D\0/var/lib/postgresql/15/main\0-c\0"
+        + DEBIAN_CONF.encode()
+        + b"\0",
+        "21": b"postgres: 15/main: checkpointer " + b"\0" * 40,
+        "22": b"/usr/lib/postgresql/15/bin/postgres\0-D\0/tmp/imageguard-pg-x/data\0",
+        "23": b"postgres: imageguard-1a2b3c4d: walwriter " + b"\0" * 40,
+        "24": b"",
+    }
+    for pid, cmdline in processes.items():
+        (tmp_path / pid).mkdir()
+        (tmp_path / pid / "cmdline").write_bytes(cmdline)
+    (tmp_path / "self").mkdir()
+    assert hostpkgs.system_postgres_clusters(tmp_path) == ["15/main"]

@@ -177,8 +177,9 @@ RUNS: list[tuple[list[str], dict[str, Any]]] = [
         },
     ),
     (
-        ["--placeholder", "--user-key", "uid", "--groups-key", "roles"],
+        ["--placeholder", "--user-key", "uid", "--groups-key", "roles", "--stale-ok"],
         {
+            "imageguard.stale_ok": True,
             "imageguard.placeholder": True,
             "imageguard.user_key": "uid",
             "imageguard.groups_key": "roles",

@@ -132,7 +132,7 @@ def test_a_store_closed_under_a_reader_is_a_store_error(
     acl = CachedAcl(options["imageguard.acl_db"])
     assert acl.decide("a.jpg", Identity("bob")).level is Level.FULL
     snapshot = acl._current()
-    acl._close()  # another thread's refresh, between this one's snapshot and its query
+    acl._watch.close()  # another thread's refresh, between this one's snapshot and its query
     with pytest.raises(StoreError, match="was closed while it was read") as caught:
         acl._cached(snapshot.candidates, "b.jpg", AclStore.candidates)
     assert refusal_for(caught.value, "authz").status == 500

@@ -64,9 +64,9 @@ def test_cached_reader_sees_revocations_on_the_next_call(db: Path) -> None:
 def test_unrevoked_answers_are_cached_too(db: Path) -> None:
     cache = CachedAcl(str(db))
     cache.revocations_of("abc", "bob")
-    assert cache._store is not None
+    assert cache._watch._store is not None
     statements: list[str] = []
-    cache._store._conn.set_trace_callback(statements.append)
+    cache._watch._store.storage._conn.set_trace_callback(statements.append)
     for _ in range(3):
         assert cache.revocations_of("abc", "bob") == (False, None)
         assert cache.signature_revoked("x") is False

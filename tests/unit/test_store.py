@@ -155,10 +155,10 @@ def test_cached_reader_does_not_query_when_nothing_changed(db: Path) -> None:
     with AclStore(db) as writer:
         writer.grant("p/", "anyone", "full")
     cache.decide("p/a.jpg", Identity("bob"))
-    store = cache._store
+    store = cache._watch._store
     assert store is not None
     statements: list[str] = []
-    store._conn.set_trace_callback(statements.append)
+    store.storage._conn.set_trace_callback(statements.append)
     for _ in range(5):
         cache.decide("p/a.jpg", Identity("bob"))
     assert statements == []
@@ -193,7 +193,7 @@ def test_large_stamp_is_replaced(db: Path, monkeypatch: pytest.MonkeyPatch) -> N
 def test_writes_by_other_tools_are_seen_by_the_safety_check(
     db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import imageguard.store.cached as cached_module
+    import imageguard.store.freshness as freshness_module
 
     cache = CachedAcl(str(db))
     assert cache.decide("x/a.jpg", Identity()).level is Level.DENY
@@ -204,7 +204,7 @@ def test_writes_by_other_tools_are_seen_by_the_safety_check(
     )
     raw.commit()
     assert cache.decide("x/a.jpg", Identity()).level is Level.DENY  # stamp untouched
-    monkeypatch.setattr(cached_module, "SAFETY_CHECK_S", 0.0)
+    monkeypatch.setattr(freshness_module, "SAFETY_CHECK_S", 0.0)
     assert cache.decide("x/a.jpg", Identity()).level is Level.FULL
 
 
@@ -212,9 +212,9 @@ def test_cached_reader_reopens_a_replaced_file(
     db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A store replaced by another file (not through the API) is seen by the safety check."""
-    import imageguard.store.cached as cached_module
+    import imageguard.store.freshness as freshness_module
 
-    monkeypatch.setattr(cached_module, "SAFETY_CHECK_S", 0.0)
+    monkeypatch.setattr(freshness_module, "SAFETY_CHECK_S", 0.0)
     cache = CachedAcl(str(db))
     assert cache.decide("p/a.jpg", Identity()).level is Level.DENY
     fresh = tmp_path / "fresh.db"
@@ -227,9 +227,9 @@ def test_cached_reader_reopens_a_replaced_file(
 def test_cached_reader_fails_closed_when_store_vanishes(
     db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import imageguard.store.cached as cached_module
+    import imageguard.store.freshness as freshness_module
 
-    monkeypatch.setattr(cached_module, "SAFETY_CHECK_S", 0.0)
+    monkeypatch.setattr(freshness_module, "SAFETY_CHECK_S", 0.0)
     cache = CachedAcl(str(db))
     cache.decide("p/a.jpg", Identity())
     db.unlink()
@@ -332,7 +332,7 @@ def test_an_older_store_that_cannot_be_upgraded_says_what_to_run(
     db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Apache's user may only read the store: it is told how to upgrade it, once."""
-    from imageguard.store import database
+    from imageguard.store import sqlite as database
 
     _as_version_2(db)
     opened = database._open

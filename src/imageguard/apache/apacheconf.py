@@ -98,6 +98,7 @@ class SiteConfig:
     #: Where the Alias serves the root ("" for no Alias).
     url_path: str = "/images"
     acl_db: str = "/var/lib/imageguard/acl.db"
+    stale_ok: bool = False
     #: The application's mod_python session: its type, and where it is kept.
     session_type: str = "FileSession"
     session_directory: str = "/var/lib/imageguard/sessions"

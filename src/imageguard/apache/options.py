@@ -39,6 +39,7 @@ from ..files.renditions import (
 from ..identity.cookies import COOKIE_NAME
 from ..identity.sharelinks import check_realm
 from ..identity.tickets import DEFAULT_DIGEST, DEFAULT_TIMEOUT_S, check_digest_name
+from ..store.location import parse_location
 from ..support.durations import parse_duration
 from .names import OPTION_PREFIX
 
@@ -135,6 +136,18 @@ def _given(default: object, text: str | None) -> str:
 def text_or_default(name: str, default: Any, text: str | None) -> Any:
     """Stripped text; unset or blank means the default."""
     return (text or "").strip() or default
+
+
+def store_location(name: str, default: Any, text: str | None) -> Any:
+    """An ACL store's location: a path, or a PostgreSQL connection string without a
+    password (see :mod:`imageguard.store.location`); unset or blank means the default."""
+    value = text_or_default(name, default, text)
+    if value is not None:
+        try:
+            parse_location(value)
+        except ConfigError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+    return value
 
 
 def whole(name: str, default: Any, text: str | None) -> Any:
@@ -281,9 +294,17 @@ TABLE: tuple[Option, ...] = (
         "general", default_text="the handler's directory", metavar="DIR", path=True,
     ),
     Option(
-        "imageguard.acl_db", "acl_db", "acl_db", text_or_default, None,
-        "the SQLite ACL store (required by the authen and authz handlers)",
-        "general", flag="--db", path=True, always=True, shared_flag=True,
+        "imageguard.acl_db", "acl_db", "acl_db", store_location, None,
+        "the ACL store: an SQLite file, or a PostgreSQL database (postgresql://USER@HOST/DB "
+        "or service=NAME; the password in a password file, never here); required by the "
+        "authen and authz handlers",
+        "general", flag="--db", metavar="STORE", path=True, always=True, shared_flag=True,
+    ),
+    Option(
+        "imageguard.stale_ok", "stale_ok", "stale_ok", flag, False,
+        "on: while a PostgreSQL store cannot be reached, answers remembered before the "
+        "outage still stand (off: every request that needs the store gets 503)",
+        "general",
     ),
     Option(
         "imageguard.tkt_secret_file", "tkt_secret_file", "tkt_secret_file", text_or_default,

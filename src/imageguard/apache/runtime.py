@@ -72,7 +72,9 @@ class Runtime:
         self.share_realm = settings.link_realm
         #: Who a request's credentials name (chosen here, once: the policy never asks which).
         self.logins: LoginSource = login_source(settings, self.secrets, lambda: self.acl)
-        self._acl = CachedAcl(settings.acl_db) if settings.acl_db else None
+        self._acl = (
+            CachedAcl(settings.acl_db, stale_ok=settings.stale_ok) if settings.acl_db else None
+        )
         self._thumb_spec = RenditionSpec(Level.THUMB, settings.thumb_size)
         self._preview_specs: BoundedCache[str, RenditionSpec] = BoundedCache(_SPEC_LIMIT)
         #: The Cache-Control of what is served (worked out once, sent every time).

@@ -61,6 +61,7 @@ class Settings:
     root: str
     extensions: frozenset[str]
     acl_db: str | None
+    stale_ok: bool
     deny_status: int
     max_age: int
     login_url: str | None

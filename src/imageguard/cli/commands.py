@@ -26,6 +26,7 @@ from ..policy.levels import Level
 from ..policy.principals import Identity, check_name
 from ..policy.variants import VARIANT_PARAM
 from ..store import AclStore
+from ..store.location import looks_like_postgresql
 from ..support.durations import parse_duration
 from .imagecommands import site_settings
 
@@ -158,6 +159,11 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _absolute(value: str) -> str:
+    """A path flag's value as an absolute path (a PostgreSQL location as it is)."""
+    return value if looks_like_postgresql(value) else os.path.abspath(value)
+
+
 def cmd_apache_conf(args: argparse.Namespace) -> int:
     root = os.path.abspath(args.root)
     if args.htaccess:
@@ -168,7 +174,7 @@ def cmd_apache_conf(args: argparse.Namespace) -> int:
         value = getattr(args, _flag_dest(option))
         if value is None or value == "":
             continue
-        values[option.site] = os.path.abspath(value) if option.path else value
+        values[option.site] = _absolute(value) if option.path else value
     site = SiteConfig(
         **values,
         url_path=args.url_path,

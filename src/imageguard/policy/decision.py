@@ -44,6 +44,7 @@ from ..errors import (
     RenditionError,
     ShareLinkError,
     StoreError,
+    StoreUnavailable,
     VariantError,
 )
 from ..files.fileversion import OPEN_FLAGS, FileVersion
@@ -75,6 +76,7 @@ MOVED_TEMPORARILY = 302
 BAD_REQUEST = 400
 UNAUTHORIZED = 401
 INTERNAL_SERVER_ERROR = 500
+SERVICE_UNAVAILABLE = 503
 
 #: Refusals are never kept by a cache, and look alike whatever was refused.
 NO_STORE = "private, no-store"
@@ -536,8 +538,8 @@ def refusal_for(exc: BaseException, phase: str) -> Outcome:
 
     A request that cannot be read as UTF-8 is 404 (its path) or 400 (its query), a file
     that cannot be served as an image 415, an unknown variant 400, a file Apache's user
-    may not read 403, a bad configuration, store or cache 500, any other imageguard
-    error 403, a bug 500.
+    may not read 403, a store that cannot be reached now 503, a bad configuration, store
+    or cache 500, any other imageguard error 403, a bug 500.
     """
     status, message = _failure(exc)
     return _refusal(status, f"{phase}: {message}")
@@ -548,6 +550,8 @@ def _failure(exc: BaseException) -> tuple[int, str]:
         if exc.what == "args":
             return BAD_REQUEST, "refused: the query string is not UTF-8"
         return NOT_FOUND, f"refused: the requested {exc.what} is not UTF-8"
+    if isinstance(exc, StoreUnavailable):
+        return SERVICE_UNAVAILABLE, str(exc)
     if isinstance(exc, (ConfigError, StoreError, RenditionError)):
         return INTERNAL_SERVER_ERROR, str(exc)
     if isinstance(exc, ContentError):

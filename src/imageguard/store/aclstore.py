@@ -1,18 +1,20 @@
 """The ACL store's read-write API (:class:`AclStore`), for the CLI and for applications:
 rules, group memberships, revocations, the decision for one viewer, export and import.
 
-Each rule is stored with its *anchor* (see :func:`imageguard.policy.patterns.anchors_for`),
-indexed, so the rules that can match a path come back from one indexed query, however
-many rules the store holds.
+The model is written here once, in SQL that SQLite and PostgreSQL both run; the storage
+under it (:mod:`.storage`) is an SQLite file or a PostgreSQL database, chosen by how the
+store is named. Each rule is stored with its *anchor* (see
+:func:`imageguard.policy.patterns.anchors_for`), indexed, so the rules that can match a
+path come back from one indexed query, however many rules the store holds.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import sqlite3
 import time
 import urllib.parse
+from collections.abc import Iterable
 
 from ..errors import NoSuchRule, StoreError
 from ..identity.sharelinks import PARAM_SIGNATURE
@@ -21,8 +23,8 @@ from ..policy.acl import Decision, Rule, decide
 from ..policy.levels import Level
 from ..policy.patterns import anchors_for, compile_pattern
 from ..policy.principals import Identity, check_name, parse_principal
-from .database import Database
 from .exchange import ImportSummary, Membership, format_export, parse_export
+from .storage import Storage, Writer, open_storage
 
 
 @functools.lru_cache(maxsize=65536)
@@ -31,31 +33,51 @@ def _rule_from_row(pattern: str, principal: str, level: str) -> Rule:
     return Rule.parse(pattern, principal, level)
 
 
-class AclStore(Database):
+class AclStore:
     """Read-write access to an ACL store (the CLI's and applications' API).
 
-    Open an existing store with ``AclStore(path)``; create one with
-    :meth:`AclStore.create`. Methods raise :class:`~imageguard.errors.RuleError` for a
-    malformed rule and :class:`~imageguard.errors.StoreError` for everything about the file.
-    The object may be shared between threads.
+    Open an existing store with ``AclStore(location)``, where *location* is an SQLite
+    file's path (or ``sqlite:PATH``) or a PostgreSQL connection string
+    (``postgresql://imageguard@db.example/imageguard``, ``service=imageguard``); create
+    one with :meth:`AclStore.create`. Methods raise :class:`~imageguard.errors.RuleError`
+    for a malformed rule and :class:`~imageguard.errors.StoreError` for everything about
+    the database. The object may be shared between threads.
     """
 
+    def __init__(self, location: str | os.PathLike[str], *, _create: bool = False) -> None:
+        self.storage: Storage = open_storage(os.fspath(location), create=_create)
+        #: The store's name in messages: a path, or a connection string (no password).
+        self.path = self.storage.location
+
     @classmethod
-    def create(cls, path: str | os.PathLike[str]) -> AclStore:
-        """Create a new, empty store at *path* (an existing store is opened unchanged)."""
-        return cls(path, _create=True)
+    def create(cls, location: str | os.PathLike[str]) -> AclStore:
+        """Create a new, empty store at *location* (an existing store is opened unchanged)."""
+        return cls(location, _create=True)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.storage.close()
+
+    def __enter__(self) -> AclStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _query(self, sql: str, params: Iterable[object] = ()) -> list[tuple]:
+        return self.storage.query(sql, params)
 
     # -- rules ------------------------------------------------------------------------
 
     def grant(self, pattern: str, principal: str, level: str | Level) -> Rule:
         """Give *principal* *level* on *pattern*, replacing the level it had there."""
         rule = Rule.parse(pattern, principal, str(level))
-        with self._transaction() as conn:
+        with self.storage.transaction() as conn:
             self._put_rule(conn, rule)
         return rule
 
     @staticmethod
-    def _put_rule(conn: sqlite3.Connection, rule: Rule) -> None:
+    def _put_rule(conn: Writer, rule: Rule) -> None:
         conn.execute(
             "INSERT INTO rules (pattern, principal, level, anchor) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (pattern, principal) DO UPDATE SET level = excluded.level",
@@ -74,7 +96,7 @@ class AclStore(Database):
 
     def _delete(self, sql: str, params: tuple[str, str], missing: str) -> None:
         """Run the DELETE *sql*; :class:`NoSuchRule` saying *missing* when nothing went."""
-        with self._transaction() as conn:
+        with self.storage.transaction() as conn:
             gone = conn.execute(sql, params).rowcount
         if not gone:
             raise NoSuchRule(missing)
@@ -101,27 +123,28 @@ class AclStore(Database):
         """Make *user* a member of *group* (no error when already a member)."""
         check_name(group, "group")
         check_name(user, "user")
-        with self._transaction() as conn:
+        with self.storage.transaction() as conn:
             conn.execute(
-                "INSERT OR IGNORE INTO memberships (user, grp) VALUES (?, ?)", (user, group)
+                'INSERT INTO memberships ("user", grp) VALUES (?, ?) ON CONFLICT DO NOTHING',
+                (user, group),
             )
 
     def remove_member(self, group: str, user: str) -> None:
         """Remove *user* from *group*; :class:`NoSuchRule` when not a member."""
         self._delete(
-            "DELETE FROM memberships WHERE user = ? AND grp = ?",
+            'DELETE FROM memberships WHERE "user" = ? AND grp = ?',
             (user, group),
             f"{user} is not a member of group {group}",
         )
 
     def groups_of(self, user: str) -> frozenset[str]:
         """The groups the store makes *user* a member of."""
-        rows = self._query("SELECT grp FROM memberships WHERE user = ?", (user,))
+        rows = self._query('SELECT grp FROM memberships WHERE "user" = ?', (user,))
         return frozenset(row[0] for row in rows)
 
     def memberships(self) -> list[Membership]:
         """Every membership, ordered by group then user."""
-        rows = self._query("SELECT grp, user FROM memberships ORDER BY grp, user")
+        rows = self._query('SELECT grp, "user" FROM memberships ORDER BY grp, "user"')
         return [Membership(*row) for row in rows]
 
     # -- revocations ------------------------------------------------------------------
@@ -133,9 +156,13 @@ class AclStore(Database):
         """
         check_name(user, "user")
         moment = int(time.time()) if until is None else int(until)
-        with self._transaction() as conn:
+        with self.storage.transaction() as conn:
             self._put_revocation(conn, "user", user, moment)
-            row = conn.execute("SELECT until FROM revoked_users WHERE user = ?", (user,)).fetchone()
+            row = conn.execute(
+                'SELECT until FROM revoked_users WHERE "user" = ?', (user,)
+            ).fetchone()
+        if row is None:  # cannot be: written in this very transaction
+            raise StoreError(f"the revocation of {user} was not recorded in {self.path}")
         return int(row[0])
 
     def revoke_ticket(self, cookie_value: str, digest: str = "sha256") -> str:
@@ -155,29 +182,30 @@ class AclStore(Database):
         return signature
 
     def _revoke_signature(self, signature: str, kind: str) -> None:
-        with self._transaction() as conn:
+        with self.storage.transaction() as conn:
             self._put_revocation(conn, kind, signature, int(time.time()))
 
     @staticmethod
-    def _put_revocation(conn: sqlite3.Connection, kind: str, what: str, moment: int) -> None:
+    def _put_revocation(conn: Writer, kind: str, what: str, moment: int) -> None:
         """Record one revocation, as :meth:`revocations` lists it: a user's moment is only
         ever moved later, a signature's first moment is kept."""
         if kind == "user":
             conn.execute(
-                "INSERT INTO revoked_users (user, until) VALUES (?, ?) "
-                "ON CONFLICT (user) DO UPDATE SET until = max(until, excluded.until)",
+                'INSERT INTO revoked_users ("user", until) VALUES (?, ?) '
+                'ON CONFLICT ("user") DO UPDATE SET until = CASE WHEN excluded.until > '
+                "revoked_users.until THEN excluded.until ELSE revoked_users.until END",
                 (what, moment),
             )
         else:
             conn.execute(
-                "INSERT OR IGNORE INTO revoked_signatures (signature, kind, revoked_at) "
-                "VALUES (?, ?, ?)",
+                "INSERT INTO revoked_signatures (signature, kind, revoked_at) "
+                "VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 (what, kind, moment),
             )
 
     def user_revoked_until(self, user: str) -> int | None:
         """Tickets of *user* stamped at or before this moment are refused (None: none are)."""
-        rows = self._query("SELECT until FROM revoked_users WHERE user = ?", (user,))
+        rows = self._query('SELECT until FROM revoked_users WHERE "user" = ?', (user,))
         return int(rows[0][0]) if rows else None
 
     def signature_revoked(self, signature: str) -> bool:
@@ -187,9 +215,10 @@ class AclStore(Database):
 
     def revocations(self) -> list[tuple[str, str, int]]:
         """Every revocation as (kind, what, moment): kinds ``user``, ``ticket``, ``link``."""
-        users = self._query("SELECT 'user', user, until FROM revoked_users ORDER BY user")
+        users = self._query('SELECT \'user\', "user", until FROM revoked_users ORDER BY "user"')
         signatures = self._query(
-            "SELECT kind, signature, revoked_at FROM revoked_signatures ORDER BY kind, revoked_at"
+            "SELECT kind, signature, revoked_at FROM revoked_signatures "
+            "ORDER BY kind, revoked_at, signature"
         )
         return [(str(k), str(w), int(m)) for k, w, m in users + signatures]
 
@@ -205,7 +234,7 @@ class AclStore(Database):
 
     def export_text(self) -> str:
         """The whole store as text that :meth:`import_text` reads back."""
-        with self._one_read():  # the store as one commit left it, whatever commits meanwhile
+        with self.storage.one_read():  # the store as one commit left it, whatever commits meanwhile
             rules, memberships = self.rules(), self.memberships()
             revocations = self.revocations()
         return format_export(rules, memberships, revocations)
@@ -219,14 +248,14 @@ class AclStore(Database):
         """
         revocations: list[tuple[str, str, int]] = []
         rules, members = parse_export(text, revocations)
-        with self._transaction() as conn:
+        with self.storage.transaction() as conn:
             if replace:
                 conn.execute("DELETE FROM rules")
                 conn.execute("DELETE FROM memberships")
             for rule in rules:
                 self._put_rule(conn, rule)
             conn.executemany(
-                "INSERT OR IGNORE INTO memberships (user, grp) VALUES (?, ?)",
+                'INSERT INTO memberships ("user", grp) VALUES (?, ?) ON CONFLICT DO NOTHING',
                 [(m.user, m.group) for m in members],
             )
             for kind, what, moment in revocations:

@@ -1,6 +1,8 @@
-"""The store as Apache's handlers read it: :class:`CachedAcl`, one per process, keeps
-what it read in memory and, per request, only checks the change stamp (:mod:`.stamp`);
-only a change, or the once-a-second safety check, reaches SQLite.
+"""The store as Apache's handlers read it: :class:`CachedAcl`, one per configuration and
+process, keeps what it read in memory and, per request, only asks its watch
+(:mod:`.freshness`) whether the store changed: one ``stat`` for SQLite, an attribute read
+for PostgreSQL. Only a change, or SQLite's once-a-second safety check, reaches the
+database.
 """
 
 from __future__ import annotations
@@ -8,17 +10,17 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import TypeVar
 
-from ..errors import StoreError
-from ..files.fileversion import Validator, stat_validator
+from ..errors import StoreError, StoreUnavailable
 from ..policy.acl import Decision, Rule, decide
 from ..policy.principals import Identity
 from ..support.boundedcache import BoundedCache
 from .aclstore import AclStore
-from .database import BUSY_TIMEOUT_S
-from .stamp import SAFETY_CHECK_S, stamp_path
+from .freshness import PostgresWatch, SqliteWatch, Watch
+from .location import parse_location
+from .sqlite import BUSY_TIMEOUT_S
 
 _T = TypeVar("_T")
 
@@ -34,17 +36,16 @@ class _Snapshot:
     __slots__ = (
         "candidates",
         "checked_at",
-        "data_version",
         "decisions",
         "groups",
         "revoked_signatures",
         "revoked_users",
-        "validator",
+        "version",
     )
 
-    def __init__(self, validator: Validator | None, data_version: int, now: float) -> None:
-        self.validator = validator
-        self.data_version = data_version
+    def __init__(self, version: Hashable, now: float) -> None:
+        #: The watch's token for the store's state these answers belong to.
+        self.version = version
         self.checked_at = now
         self.candidates: BoundedCache[str, list[Rule]] = BoundedCache(CACHE_LIMIT)
         self.decisions: BoundedCache[tuple[str, str | None, frozenset[str]], Decision] = (
@@ -55,50 +56,40 @@ class _Snapshot:
         self.revoked_signatures: BoundedCache[str, bool] = BoundedCache(CACHE_LIMIT)
 
 
-def _stat_key(path: str) -> Validator | None:
-    """The :func:`~imageguard.files.fileversion.validator` of the file at *path* (the store, its
-    change stamp), or ``None`` when it does not exist. For the store's own file this is
-    what changes when it is changed other than by SQLite's WAL writes (overwritten in
-    place, its permissions changed, replaced); for the stamp, every committed write."""
-    try:
-        return stat_validator(path)
-    except OSError as exc:  # its folder unsearchable, say: a store fault, not the image's
-        raise StoreError(f"cannot read ACL store {path}: {exc.strerror}") from None
-
-
 class CachedAcl:
     """The store as Apache's handlers read it: decisions from memory until anything changes.
 
-    One instance per process, shared by its threads. Per :meth:`decide`, the cost of
-    finding out that nothing changed is one ``stat`` of the change stamp; only a change,
-    or the once-a-second safety check (which also notices a store replaced by another
-    file, removed, overwritten in place or made unreadable, and a schema upgraded by a
-    newer imageguard, and checks it again as at its first open), reaches SQLite. The
-    in-memory state is an immutable-ish snapshot replaced as a whole, so readers need no
-    lock on the fast path.
+    One instance per configuration and process, shared by its threads. Per
+    :meth:`decide`, finding out that nothing changed costs what the watch's
+    :meth:`~imageguard.store.freshness.Watch.unchanged` costs; the in-memory state is a
+    snapshot replaced as a whole, so readers need no lock on that path.
+
+    A PostgreSQL store that cannot be reached raises
+    :class:`~imageguard.errors.StoreUnavailable` (a 503), unless *stale_ok*: then the
+    answers remembered before the outage still stand, and only what was never asked is
+    refused, until PostgreSQL is back.
     """
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._stamp = stamp_path(path)
+    def __init__(self, location: str, *, stale_ok: bool = False) -> None:
+        self.path = location
+        self.stale_ok = stale_ok
+        where = parse_location(location)
+        self._watch: Watch = (
+            PostgresWatch.shared(where.target) if where.is_postgresql else SqliteWatch(where.target)
+        )
         self._lock = threading.Lock()
-        self._store: AclStore | None = None
-        self._file_id: Validator | None = None
         self._snapshot: _Snapshot | None = None
 
     def _current(self) -> _Snapshot:
         """The snapshot for the store as it is now (refreshed under the lock if needed)."""
-        stamp = _stat_key(self._stamp)
         snapshot = self._snapshot
         now = time.monotonic()
-        if (
-            snapshot is not None
-            and snapshot.validator == stamp
-            and now - snapshot.checked_at < SAFETY_CHECK_S
+        if snapshot is not None and self._watch.unchanged(
+            snapshot.version, snapshot.checked_at, now
         ):
             return snapshot
         with self._turn():
-            return self._refresh(stamp, now)
+            return self._refresh(now)
 
     @contextlib.contextmanager
     def _turn(self) -> Iterator[None]:
@@ -116,39 +107,27 @@ class CachedAcl:
         finally:
             self._lock.release()
 
-    def _refresh(self, stamp: Validator | None, now: float) -> _Snapshot:
-        """Reopen a replaced or vanished store, and start a new snapshot if anything changed."""
-        file_id = _stat_key(self.path)
-        if file_id is None:
-            self._close()
-            raise StoreError(f"ACL store {self.path} does not exist: run 'imageguard init'")
-        if self._store is None or file_id != self._file_id:
-            self._close()
-            self._store = AclStore(self.path)
-            self._file_id = file_id
-        version = self._store._query("PRAGMA data_version")[0][0]
+    def _refresh(self, now: float) -> _Snapshot:
+        """Ask the watch for the store's version; start a new snapshot if it changed."""
         snapshot = self._snapshot
-        if (
-            snapshot is not None
-            and snapshot.validator == stamp
-            and snapshot.data_version == version
-        ):
+        try:
+            version = self._watch.refresh(snapshot.version if snapshot is not None else None)
+        except StoreUnavailable:
+            if self.stale_ok and snapshot is not None:
+                return snapshot  # the last known answers; misses are still refused
+            raise
+        except BaseException:
+            self._snapshot = None
+            raise
+        if snapshot is not None and snapshot.version == version:
             snapshot.checked_at = now  # the safety check found nothing new
             return snapshot
-        if snapshot is not None:  # changed since it was opened: by a newer imageguard?
-            try:
-                self._store._prepare_schema(create=False)
-            except BaseException:
-                self._close()
-                raise
-        self._snapshot = _Snapshot(stamp, version, now)
+        self._snapshot = _Snapshot(version, now)
         return self._snapshot
 
-    def _close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-        self._store = None
-        self._file_id = None
+    def close(self) -> None:
+        """Close what this reader opened (tests and tools; the handlers keep theirs)."""
+        self._watch.close()
         self._snapshot = None
 
     def decide(self, relpath: str, identity: Identity) -> Decision:
@@ -189,8 +168,11 @@ class CachedAcl:
         if found is not _MISSING:
             return found  # type: ignore[return-value]
         with self._turn():
-            if self._store is None:  # closed by another thread's refresh meanwhile
-                raise StoreError(f"ACL store {self.path} was closed while it was read")
-            value = query(self._store, key)
+            store = self._watch.store()
+            try:
+                value = query(store, key)
+            except StoreUnavailable:
+                self._watch.failed()
+                raise
         cache.put(key, value)
         return value

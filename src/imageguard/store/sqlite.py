@@ -1,5 +1,5 @@
-"""The SQLite file under the ACL store: connecting, the schema and its migrations, and
-the transactions every read and write goes through.
+"""The ACL store in one SQLite file (:class:`SqliteStorage`): connecting, the schema and
+its migrations, and the transactions every read and write goes through.
 
 Why SQLite, and how it is used:
 
@@ -11,8 +11,8 @@ Why SQLite, and how it is used:
 * ``PRAGMA user_version`` holds the schema version, checked on every open; an older
   store is brought up to date by the steps of :data:`_MIGRATIONS` it lacks.
 
-:class:`Database` is that plumbing; :class:`~imageguard.store.AclStore` builds the
-store's API on it.
+:class:`SqliteStorage` is that plumbing, behind :class:`~imageguard.store.storage.Storage`;
+:class:`~imageguard.store.AclStore` builds the store's API on it.
 """
 
 from __future__ import annotations
@@ -24,14 +24,12 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
-from typing import TypeVar
 
 from ..errors import PatternError, StoreError
 from ..policy.levels import parse_level
 from ..policy.patterns import compile_pattern
 from .stamp import SAFETY_CHECK_S, STAMP_SUFFIX, bump_stamp, stamp_path
-
-_D = TypeVar("_D", bound="Database")
+from .storage import Storage, Writer
 
 BUSY_TIMEOUT_S = 5.0
 
@@ -154,16 +152,16 @@ def _match_owner(path: str) -> None:
                 os.chown(path + suffix, owner.st_uid, owner.st_gid)
 
 
-class Database:
+class SqliteStorage(Storage):
     """One ACL store's SQLite file: its connection (shared by threads, one query at a
-    time), its schema, and the read and write transactions the API is built of."""
+    time), its schema, and the read and write transactions the model is built of."""
 
-    def __init__(self, path: str | os.PathLike[str], *, _create: bool = False) -> None:
-        self.path = os.fspath(path)
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = False) -> None:
+        self.path = self.location = os.fspath(path)
         self._lock = threading.RLock()
-        self._conn = _connect(self.path, create=_create)
+        self._conn = _connect(self.path, create=create)
         try:
-            self._prepare_schema(_create)
+            self._prepare_schema(create)
         except BaseException:
             self._conn.close()
             raise
@@ -182,14 +180,15 @@ class Database:
         if version == 0:
             if not create:
                 raise StoreError(f"{self.path} is not an imageguard ACL store (no schema)")
-            tables = self._query("SELECT count(*) FROM sqlite_master")[0][0]
+            tables = self.query("SELECT count(*) FROM sqlite_master")[0][0]
             # Tables and no version: another program's file, unless another process has
             # just created the store (its tables and version commit together).
             if tables and _schema_version(self._conn, self.path) == 0:
                 raise StoreError(f"{self.path} is an SQLite file of another program; not touched")
             self._use_wal()
         try:
-            with self._transaction() as conn:
+            with self.transaction():
+                conn = self._conn
                 current = _schema_version(conn, self.path)  # another process may have upgraded
                 for step in range(current + 1, SCHEMA_VERSION + 1):
                     for statement in _MIGRATIONS[step]:
@@ -221,10 +220,17 @@ class Database:
                     raise StoreError(f"cannot write ACL store {self.path}: {exc}") from None
             time.sleep(0.01)
 
+    def check_schema(self) -> None:
+        self._prepare_schema(create=False)
+
+    def data_version(self) -> int:
+        """SQLite's ``data_version``: changes when another connection commits."""
+        return int(self.query("PRAGMA data_version")[0][0])
+
     # -- plumbing ---------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[Writer]:
         """One write transaction: all of it commits, or none of it."""
         with self._lock:
             self._begin("BEGIN IMMEDIATE", "write")
@@ -254,7 +260,7 @@ class Database:
         _match_owner(self.path)
 
     @contextlib.contextmanager
-    def _one_read(self) -> Iterator[None]:
+    def one_read(self) -> Iterator[None]:
         """Queries made inside see one state of the store (one read transaction)."""
         with self._lock:
             self._begin("BEGIN", "read")
@@ -273,7 +279,7 @@ class Database:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot {doing} ACL store {self.path}: {exc}") from None
 
-    def _query(self, sql: str, params: Iterable[object] = ()) -> list[tuple]:
+    def query(self, sql: str, params: Iterable[object] = ()) -> list[tuple]:
         with self._lock:
             try:
                 return self._conn.execute(sql, tuple(params)).fetchall()
@@ -281,12 +287,5 @@ class Database:
                 raise StoreError(f"cannot read ACL store {self.path}: {exc}") from None
 
     def close(self) -> None:
-        """Close the connection."""
         with self._lock:
             self._conn.close()
-
-    def __enter__(self: _D) -> _D:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
