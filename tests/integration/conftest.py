@@ -29,7 +29,9 @@ on, so any traceback would reach the client.
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -42,6 +44,7 @@ import pytest
 from PIL import Image
 
 from imageguard.apache.apacheconf import SiteConfig, directory_block, htaccess
+from imageguard_devtools.localpg import LocalPostgres, unavailable_reason
 from imageguard_devtools.localserver import (
     APACHE_BIN,
     MODULES_DIR,
@@ -51,6 +54,7 @@ from imageguard_devtools.localserver import (
     make_workdir,
     prepare_readable,
     prepare_writable,
+    run_user,
 )
 
 from . import hostile_files
@@ -509,3 +513,47 @@ Alias /ht-any {ht_any}
 @pytest.fixture(scope="module", params=SITE_PARAMS, ids=SITE_IDS)
 def site(request: pytest.FixtureRequest) -> Iterator[Site]:
     yield from build_site(*request.param)
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+PG_ROLE = "imageguard"
+PG_PASSWORD = "imageguard-test-password"
+
+
+@dataclass
+class PgServer:
+    """A private PostgreSQL (LocalPostgres) with a role for imageguard whose password is
+    in a passfile Apache's user can read (libpq ignores one others can read)."""
+
+    server: LocalPostgres
+    passfile: Path
+    databases: int = 0
+
+    def new_store(self) -> str:
+        """The location of a new, empty database owned by imageguard's role."""
+        self.databases += 1
+        name = f"acl_{os.getpid()}_{self.databases}"
+        self.server.create_database(name, PG_ROLE)
+        return self.server.dsn(PG_ROLE, name, passfile=str(self.passfile))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PgServer]:
+    """One PostgreSQL for the session (skipped, saying why, where none can run)."""
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"no PostgreSQL here: {reason}")
+    server = LocalPostgres()
+    try:
+        server.start()
+        server.create_role(PG_ROLE, PG_PASSWORD)
+        user, group = run_user()
+        owner = (pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid)
+        passfile = server.write_passfile(
+            server.workdir / "imageguard.pgpass", PG_ROLE, PG_PASSWORD, owner=owner
+        )
+        server.workdir.chmod(0o755)  # made so; Apache's user must reach the passfile
+        yield PgServer(server, passfile)
+    finally:
+        server.cleanup()

@@ -31,7 +31,9 @@ The most specific pattern wins; see docs/acl.md for the whole order.
 """
 
 EPILOG = f"""\
-The ACL store is an SQLite file: --db PATH, or the {DB_ENV} environment variable.
+The ACL store is an SQLite file or a PostgreSQL database: --db PATH or
+--db postgresql://USER@HOST/DBNAME (password in ~/.pgpass or PGPASSFILE),
+or the {DB_ENV} environment variable.
 Tickets and share links are signed with the secrets of --secret-file (or ${SECRET_ENV}).
 Exit status: 0 done (explain: granted), 1 explain: denied, 2 error (nothing changed).
 """
@@ -116,6 +118,31 @@ def _exchange_commands(command: Command) -> None:
         "--replace",
         action="store_true",
         help="drop every other rule and membership first (revocations stay)",
+    )
+
+    p = command(
+        "migrate",
+        cmd.cmd_migrate,
+        "copy a store to another database, then check both decide alike on every rule's paths",
+    )
+    p.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="STORE",
+        help="the store to copy: sqlite:PATH, PATH or postgresql://...",
+    )
+    p.add_argument(
+        "--to",
+        dest="target",
+        required=True,
+        metavar="STORE",
+        help="where to copy it (created when missing): postgresql://... or a path",
+    )
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="substitute the target's rules and memberships (default: it must be empty)",
     )
 
 
@@ -211,8 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--db",
         default=os.environ.get(DB_ENV),
-        metavar="PATH",
-        help=f"the ACL store (default: ${DB_ENV})",
+        metavar="STORE",
+        help=f"the ACL store: a path or a postgresql:// location (default: ${DB_ENV})",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 

@@ -26,9 +26,11 @@ from ..policy.levels import Level
 from ..policy.principals import Identity, check_name
 from ..policy.variants import VARIANT_PARAM
 from ..store import AclStore
-from ..store.location import looks_like_postgresql
+from ..store.location import looks_like_postgresql, parse_location
+from ..store.migrate import compare_decisions, copy_store, missing_revocations
 from ..support.durations import parse_duration
 from .imagecommands import site_settings
+from .progress import ProgressBar
 
 
 class CliError(ImageGuardError):
@@ -46,7 +48,15 @@ def _open(args: argparse.Namespace) -> AclStore:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    path = Path(_db_path(args))
+    location = parse_location(_db_path(args))
+    if location.is_postgresql:
+        if args.owner:
+            raise CliError("--owner is for an SQLite file; PostgreSQL has roles (GRANT SELECT)")
+        with AclStore.create(location.target):
+            pass
+        print(f"ACL store ready: {location.target}")
+        return 0
+    path = Path(location.target)
     existed = path.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
     with AclStore.create(path):
@@ -143,6 +153,33 @@ def cmd_export(args: argparse.Namespace) -> int:
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(args.output)
         print(f"exported to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    with AclStore(args.source) as source, AclStore.create(args.target) as target:
+        summary = copy_store(source, target, replace=args.replace)
+        print(
+            f"copied {summary.rules} rule(s), {summary.memberships} membership(s) and "
+            f"{summary.revocations} revocation(s) to {target.path}"
+        )
+        rules = len(source.rules())
+        with ProgressBar(rules, "checking", sys.stderr) as bar:
+            found = compare_decisions(source, target, bar.advance)
+        lost = missing_revocations(source, target)
+        if lost:
+            raise CliError(f"{len(lost)} revocation(s) missing from the copy, first: {lost[0]}")
+    for line in found.differences[:20]:
+        print(f"differs: {line}", file=sys.stderr)
+    if found.differences:
+        raise CliError(
+            f"{len(found.differences)} of {found.decisions} decision(s) differ between the "
+            "two stores (the target was written meanwhile?)"
+        )
+    print(
+        f"checked {found.decisions} decision(s): {found.paths} path(s) from every rule, for "
+        f"{found.viewers} viewer(s); both stores decide alike"
+    )
     return 0
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import shlex
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -177,7 +178,7 @@ class PostgresStorage(Storage):
         if not create:
             raise StoreError(
                 f"{self.location} holds no imageguard ACL store: run "
-                f"'imageguard --db {self.location} init'"
+                f"imageguard --db {shlex.quote(self.location)} init"
             )
         with self.transaction() as conn:
             conn.execute(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
@@ -198,10 +199,13 @@ class PostgresStorage(Storage):
 
     def _schema_version(self) -> int | None:
         """The schema version, or None when the database has no imageguard schema."""
+        # pg_tables, not to_regclass(): a transaction that waited for another creator's
+        # lock must see the tables that creator committed meanwhile.
         rows = self.query(
-            "SELECT CASE WHEN to_regclass('imageguard_meta') IS NULL THEN NULL ELSE 0 END"
+            "SELECT count(*) FROM pg_catalog.pg_tables WHERE tablename = 'imageguard_meta' "
+            "AND schemaname = ANY(current_schemas(false))"
         )
-        if rows[0][0] is None:
+        if not rows[0][0]:
             return None
         return int(self.query("SELECT schema_version FROM imageguard_meta")[0][0])
 

@@ -83,4 +83,3 @@ def open_storage(location: str, *, create: bool = False) -> Storage:
     from .sqlite import SqliteStorage
 
     return SqliteStorage(where.target, create=create)
-
