@@ -76,6 +76,7 @@ CONCERNS = (
             "store.freshness",
             "store.aclstore",
             "store.exchange",
+            "store.migrate",
             "store.storage",
             "store.location",
             "store.sqlite",
