@@ -62,17 +62,27 @@ def missing_revocations(source: AclStore, target: AclStore) -> list[str]:
 
 def sample_paths(pattern: str, users: list[str]) -> list[str]:
     """A few paths *pattern* is about: each ``*`` made a name, each ``**`` no segment and
-    two, a trailing ``/`` a file below, ``{user}`` each of *users*."""
-    text = pattern + "photo.jpg" if pattern.endswith("/") else pattern
-    shapes = {text.replace("**/", ""), text.replace("**", "a/b")}
+    two (a file and a folder with a file, at the end), a trailing ``/`` a file below,
+    ``{user}`` each of *users*."""
+    text = pattern + "**" if pattern.endswith("/") else pattern
+    segments = text.split("/")
+    shortest: list[str] = []
+    longest: list[str] = []
+    for number, segment in enumerate(segments):
+        if segment == "**":
+            last = number == len(segments) - 1
+            shortest += ["photo.jpg"] if last else []
+            longest += ["a", "photo.jpg"] if last else ["a", "b"]
+        else:
+            shortest.append(segment.replace("*", "x"))
+            longest.append(segment.replace("*", "x"))
     found: set[str] = set()
-    for shape in shapes:
-        shape = shape.replace("*", "x")
+    for shape in ("/".join(shortest), "/".join(longest)):
         if USER_TOKEN in shape:
             found.update(shape.replace(USER_TOKEN, user) for user in users)
         else:
             found.add(shape)
-    return sorted(path for path in found if path and not path.startswith("/"))
+    return sorted(path for path in found if path)
 
 
 def viewers(store: AclStore) -> list[Identity]:
