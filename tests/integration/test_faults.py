@@ -221,6 +221,9 @@ BAD_OPTIONS = [
     BadOption("imageguard.root", "/nonexistent/images", "'/nonexistent/images'"),
     BadOption("imageguard.extensions", ".txt", ".txt"),
     BadOption("imageguard.acl_db", "/nonexistent/acl.db", "does not exist", named_as="ACL store"),
+    # A PostgreSQL location holding its password: refused, and the password not logged.
+    BadOption("imageguard.acl_db", "postgresql://ig:pw@db.invalid/ig", "password file"),
+    BadOption("imageguard.stale_ok", "perhaps", "'perhaps'"),
     BadOption("imageguard.deny_status", "500", "500"),
     BadOption("imageguard.deny_status", "forbidden", "'forbidden'"),
     BadOption("imageguard.max_age", "1h", "'1h'"),
