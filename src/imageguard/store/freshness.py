@@ -155,7 +155,12 @@ class PostgresWatch:
             if not self._open():
                 self._reopen()
             elif known is not None and version != known:
-                self._store.storage.check_schema()  # type: ignore[union-attr]
+                try:  # changed: by a newer imageguard?
+                    self._store.storage.check_schema()  # type: ignore[union-attr]
+                except StoreUnavailable:
+                    self._close_store()
+                    self.listener.suspect()
+                    raise
         return version
 
     def store(self) -> AclStore:
