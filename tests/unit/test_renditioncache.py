@@ -250,3 +250,43 @@ def test_purge_unused_and_everything_spare_other_files(tree: tuple[Path, Renditi
     assert summary.removed == 1 and not Path(unused).exists() and Path(used).exists()
     assert cache.purge(everything=True).removed == 1
     assert notes.exists()  # only renditions are removed, whatever the option
+
+
+def test_a_purge_leaves_a_folder_just_made_and_removes_an_old_empty_one(
+    tree: tuple[Path, RenditionCache],
+) -> None:
+    _root, cache = tree
+    fresh = Path(cache.directory) / "a" / "new.jpg"
+    old = Path(cache.directory) / "a" / "old.jpg"
+    fresh.mkdir(parents=True)
+    old.mkdir(parents=True)
+    past = time.time() - renditioncache.FRESH_FOLDER_S - 5
+    os.utime(old, (past, past))
+    cache.purge(everything=True)
+    assert fresh.is_dir()  # another request is about to put its rendition there
+    assert not old.exists()
+
+
+def test_renditions_made_while_a_purge_runs_again_and_again(
+    tree: tuple[Path, RenditionCache],
+) -> None:
+    """A purge running all the time (on another server sharing the cache, say) never
+    makes a rendition fail: a folder it removes is made again."""
+    root, cache = tree
+    Image.new("RGB", (120, 90), "navy").save(root / "a" / "dog.jpg")
+    stop = threading.Event()
+
+    def purge_forever() -> None:
+        while not stop.is_set():
+            cache.purge(everything=True)
+
+    purger = threading.Thread(target=purge_forever)
+    purger.start()
+    try:
+        for number in range(600):
+            relpath = ("a/cat.jpg", "a/dog.jpg")[number % 2]
+            path = get(cache, root, relpath)
+            assert path.startswith(cache.directory)
+    finally:
+        stop.set()
+        purger.join()

@@ -210,11 +210,7 @@ class RenditionCache:
     def _store(self, path: str, data: bytes) -> None:
         """Write *data* to *path* atomically: a temporary file in its directory, renamed."""
         directory = os.path.dirname(path)
-        try:
-            os.makedirs(directory, mode=0o755, exist_ok=True)
-            fd, temp = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX, dir=directory)
-        except OSError as exc:
-            raise RenditionError(f"cannot write to the cache: {exc.strerror}: {directory}") from exc
+        fd, temp = _temporary_file(directory)
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
@@ -242,15 +238,18 @@ class RenditionCache:
             # originals' directories never start with a dot (the gate refuses those).
             if relpath.startswith("."):
                 continue
+            emptied = False
             for name in filenames:
                 path = f"{dirpath}/{name}"
                 if self._stale(relpath, name, current, everything, unused_days):
                     freed += _remove(path)
                     removed += 1
+                    emptied = True
                 elif _ENTRY.match(name):
                     kept += 1
-            with contextlib.suppress(OSError):
-                os.rmdir(dirpath)  # only succeeds when empty
+            if emptied or _settled(dirpath):
+                with contextlib.suppress(OSError):
+                    os.rmdir(dirpath)  # only succeeds when empty
         return PurgeSummary(kept, removed, freed)
 
     def _stale(
@@ -323,3 +322,37 @@ def _remove(path: str) -> int:
     except OSError:
         return 0
     return size
+
+
+#: How often a folder is made again when a purge removes it between its making and the
+#: temporary file's.
+_FOLDER_ATTEMPTS = 10
+#: A purge leaves an empty folder younger than this (seconds) that it did not empty itself:
+#: a request on this or another server has just made it for a rendition.
+FRESH_FOLDER_S = 60.0
+
+
+def _settled(directory: str) -> bool:
+    """True when *directory* was last changed long enough ago that no writer is about to
+    put a file in it (see FRESH_FOLDER_S)."""
+    try:
+        return time.time() - os.stat(directory).st_mtime > FRESH_FOLDER_S
+    except OSError:
+        return False
+
+
+def _temporary_file(directory: str) -> tuple[int, str]:
+    """A new temporary file in *directory*, made (again) if missing: (its fd, its path)."""
+    attempts = _FOLDER_ATTEMPTS
+    while True:
+        try:
+            os.makedirs(directory, mode=0o755, exist_ok=True)
+            return tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX, dir=directory)
+        except FileNotFoundError as exc:  # removed by a purge in between: make it again
+            attempts -= 1
+            if attempts:
+                continue
+            error: OSError = exc
+        except OSError as exc:
+            error = exc
+        raise RenditionError(f"cannot write to the cache: {error.strerror}: {directory}") from error

@@ -77,6 +77,8 @@ BAD_REQUEST = 400
 UNAUTHORIZED = 401
 INTERNAL_SERVER_ERROR = 500
 SERVICE_UNAVAILABLE = 503
+#: How often a rendition is made again when a purge removes it before it is opened.
+_RENDITION_ATTEMPTS = 3
 
 #: Refusals are never kept by a cache, and look alike whatever was refused.
 NO_STORE = "private, no-store"
@@ -486,13 +488,14 @@ def _variant(
         fd=progress.fd,
         now=facts.now,
     )
+    for _ in range(_RENDITION_ATTEMPTS):
+        try:
+            return _open_regular(progress, planned.path, planned.media_type)
+        except FileNotFoundError:  # not made yet, or made and purged again: (re)make it
+            runtime.make_rendition(planned, progress.fd)
     try:
         return _open_regular(progress, planned.path, planned.media_type)
-    except FileNotFoundError:
-        runtime.make_rendition(planned, progress.fd)
-    try:
-        return _open_regular(progress, planned.path, planned.media_type)
-    except FileNotFoundError as exc:  # made, and gone again
+    except FileNotFoundError as exc:  # made, and gone again every time
         raise RenditionError(f"{planned.path} cannot be opened: {exc.strerror}") from None
 
 
