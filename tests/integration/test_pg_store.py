@@ -386,3 +386,25 @@ def test_migrate_reports_a_copy_that_decides_otherwise(
 
     monkeypatch.setattr("imageguard.cli.commands.copy_store", lossy)
     assert main(["migrate", "--from", source, "--to", pg_location]) == 2
+
+
+def test_the_counter_counts_transactions_that_wrote(pg_location: str, postgres: PgServer) -> None:
+    """One change per transaction that wrote a row, however many rows (an import of
+    thousands updates the counter row once, not once a rule), and none for a revoke that
+    removed nothing: a server never drops its cache for nothing."""
+    dbname = pg_location.split("/")[-1].split("?")[0]
+
+    def counter() -> int:
+        return int(postgres.server.psql("SELECT changes FROM imageguard_meta", dbname))
+
+    with AclStore.create(pg_location) as store:
+        start = counter()
+        store.import_text("".join(f"rule 'g/{n}/*.jpg' user:u{n} full\n" for n in range(2000)))
+        assert counter() == start + 1
+        with pytest.raises(NoSuchRule):
+            store.revoke("nothing/x.jpg", "user:bob")
+        store.add_member("staff", "bob")
+        store.add_member("staff", "bob")  # already a member: nothing written
+        assert counter() == start + 2
+        postgres.server.psql("TRUNCATE memberships", dbname)
+        assert counter() == start + 3

@@ -10,10 +10,10 @@ How it is used:
 * the tables live in the database the location names, which should be imageguard's own
   (``CREATE DATABASE imageguard``); :meth:`PostgresStorage._prepare_schema` refuses a
   database holding another program's ``rules`` table;
-* every statement that changes a table fires a statement-level trigger that adds one to
-  ``imageguard_meta.changes`` and sends ``NOTIFY imageguard_changes``, in the same
-  transaction: a reader learns of every committed change, made through imageguard or
-  with ``psql``, and the counter tells it what it missed while it was disconnected;
+* every transaction that writes a row of the store (or truncates a table) adds one to
+  ``imageguard_meta.changes`` and sends ``NOTIFY imageguard_changes``, once, through
+  triggers: a reader learns of every committed change, made through imageguard or with
+  ``psql``, and the counter tells it what it missed while it was disconnected;
 * connecting waits at most :data:`CONNECT_TIMEOUT_S`, and TCP keepalives plus
   ``tcp_user_timeout`` end a connection whose peer vanished, unless the location sets
   those parameters itself.
@@ -49,6 +49,8 @@ _DEFAULT_PARAMS = {
 _SCHEMA_LOCK = 0x1A6E_0ACD
 SCHEMA_VERSION = 3
 _TABLES = ("rules", "memberships", "revoked_users", "revoked_signatures")
+#: The transaction-local setting that says this transaction has counted its change.
+_DONE_SETTING = "imageguard.counted_in"
 
 #: The schema of version 3 (the version the SQLite store reached through its migrations:
 #: the model is the same). Text compares byte by byte (COLLATE "C"), as in SQLite, so both
@@ -84,15 +86,29 @@ _SCHEMA: tuple[str, ...] = (
         kind       text COLLATE "C" NOT NULL CHECK (kind IN ('ticket', 'link')),
         revoked_at bigint NOT NULL
     )""",
+    # Once per transaction however many rows it changes (a transaction-local setting
+    # remembers it): an import of many rules updates the counter row once, not once a
+    # rule, and notifies once.
     f"""CREATE FUNCTION imageguard_changed() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        UPDATE imageguard_meta SET changes = changes + 1;
-        PERFORM pg_notify('{CHANNEL}', '');
+        IF current_setting('{_DONE_SETTING}', true) IS DISTINCT FROM
+                txid_current()::text THEN
+            UPDATE imageguard_meta SET changes = changes + 1;
+            PERFORM pg_notify('{CHANNEL}', '');
+            PERFORM set_config('{_DONE_SETTING}', txid_current()::text, true);
+        END IF;
         RETURN NULL;
     END
     $$""",
+    # Row triggers fire only for rows really written (a revoke that removes nothing
+    # changes nothing); TRUNCATE has statement triggers only.
     *(
-        f"CREATE TRIGGER {table}_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE "
+        f"CREATE TRIGGER {table}_changed AFTER INSERT OR UPDATE OR DELETE "
+        f"ON {table} FOR EACH ROW EXECUTE FUNCTION imageguard_changed()"
+        for table in _TABLES
+    ),
+    *(
+        f"CREATE TRIGGER {table}_truncated AFTER TRUNCATE "
         f"ON {table} FOR EACH STATEMENT EXECUTE FUNCTION imageguard_changed()"
         for table in _TABLES
     ),
