@@ -8,6 +8,10 @@ wrk to the second where the machine has two. It also measures Apache's memory ov
 the tables and the targets of the benchmark issue, and writes ``results/<stamp>.json``
 and ``results/<stamp>.png`` (and ``results/latest.*``).
 
+For the ``imageguard-pg`` variant it starts a private PostgreSQL (on wrk's CPU) holding
+the same rules, and stops it at the end; where PostgreSQL cannot run, that variant is
+left out, saying why.
+
     .venv/bin/python bench/run.py                  # the full run (about 15 minutes)
     .venv/bin/python bench/run.py --quick          # a smoke run: every variant, briefly
 """
@@ -23,6 +27,7 @@ import shutil
 import sys
 import time
 import urllib.parse
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +44,13 @@ from servers import (
     Variant,
     available_variants,
     missing_modules,
+    postgres_unavailable,
     running_bench,
+    running_postgres,
 )
 
 from imageguard.identity.tickets import issue_ticket
+from imageguard_devtools.localpg import find_pg_bin
 from imageguard_devtools.localserver import LocalApache, machine_facts
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -192,8 +200,16 @@ def rss_growth(
     }
 
 
-def machine() -> dict[str, Any]:
-    return machine_facts(wrk=["wrk", "-v"])
+def _rounded(load: tuple[float, float, float]) -> list[float]:
+    return [round(value, 2) for value in load]
+
+
+def machine(postgres: bool = False) -> dict[str, Any]:
+    versions = {"wrk": ["wrk", "-v"]}
+    pg_bin = find_pg_bin() if postgres else None
+    if pg_bin is not None:
+        versions["postgresql"] = [str(pg_bin / "postgres"), "--version"]
+    return machine_facts(**versions)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,13 +220,29 @@ def main(argv: list[str] | None = None) -> int:
         if missing_modules(variant.server):
             missing = ", ".join(f"mod_{m}" for m in missing_modules(variant.server))
             sys.exit(f"variant {variant.name} needs {missing}: make bench installs its packages")
-    left_out = [v.name for v in VARIANTS if v not in available_variants()]
+    left_out = [v.name for v in VARIANTS if missing_modules(v.server)]
     if left_out:
         print(f"left out, their Apache modules are not installed: {', '.join(left_out)}")
+    pg_reason = postgres_unavailable()
+    if pg_reason:
+        names = ", ".join(v.name for v in VARIANTS if v.store == "postgresql")
+        print(f"left out, PostgreSQL cannot run here: {names} ({pg_reason})")
+        chosen = [v for v in chosen if v.store != "postgresql"]
+    on_postgres = [v for v in chosen if v.store == "postgresql"]
     apache_cpus, wrk_cpus = cpu_plan()
+    # PostgreSQL runs on wrk's CPUs, not Apache's: "cpu_us" counts Apache's processes
+    # only, and a request of imageguard-pg asks nothing of PostgreSQL (each Apache child's
+    # listener wakes ten times a second and reads the change counter once a second), so
+    # PostgreSQL mostly idles; what it does must not take Apache's CPU from it.
+    postgres_cpus = wrk_cpus if on_postgres else None
     started = time.time()
+    load_before = os.getloadavg()  # the machine may be shared: how busy it was beforehand
     print(f"building {len(chosen)} variants, {args.rules:,} rules, {args.logins} logins...")
-    with running_bench(args.mpm, args.rules, sizes, cpus=apache_cpus) as bench:
+    with ExitStack() as stack:
+        pg_dsn = stack.enter_context(running_postgres(postgres_cpus)) if on_postgres else None
+        bench = stack.enter_context(
+            running_bench(args.mpm, args.rules, sizes, cpus=apache_cpus, pg_dsn=pg_dsn)
+        )
         sessions = make_sessions(bench, args.logins)
         tickets = [f"auth_tkt={issue_ticket(f'u{n}', (), SECRET)}" for n in range(args.logins)]
         scripts = {
@@ -245,14 +277,21 @@ def main(argv: list[str] | None = None) -> int:
         "logins": args.logins,
         "apache_cpus": apache_cpus,
         "wrk_cpus": wrk_cpus,
+        "postgres_cpus": postgres_cpus,
     }
     found = report.targets(cells, extra)
     print()
     print(report.tables(cells, actual_sizes, settings))
     print(report.target_table(found))
+    print(
+        f"\nload average (1, 5, 15 min) at the start: {' '.join(map(str, _rounded(load_before)))}"
+    )
     document = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
-        "machine": machine(),
+        "machine": machine(postgres=bool(on_postgres)),
+        # The 1, 5 and 15 minute load averages when the run started: whether other work
+        # kept the machine busy. (During the run they count the bench's own threads too.)
+        "load_before": _rounded(load_before),
         "settings": settings,
         "sizes": actual_sizes,
         "variants": {v.name: v.what for v in chosen},

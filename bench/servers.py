@@ -8,6 +8,10 @@
 * ``wsgi``: Apache with mod_wsgi (which embeds Python too, so not beside mod_python) and
   mod_xsendfile: the X-Sendfile application.
 
+The ACL store is an SQLite file, and for the ``imageguard-pg`` variant also a database
+of a private PostgreSQL (:func:`running_postgres`, which ``run.py`` starts when that
+variant is measured) holding the same rules.
+
 Every variant serves the same files (``tree/bench/img-*.jpg``), from a directory of
 its own holding hard links to them, because two ``<Directory>`` blocks naming one
 directory would merge their options.
@@ -15,12 +19,15 @@ directory would merge their options.
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import shutil
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from secrets import token_urlsafe
 
 from PIL import Image
 
@@ -31,12 +38,14 @@ from imageguard.apache.apacheconf import (
     python_path_directive,
 )
 from imageguard.store import AclStore
+from imageguard_devtools import localpg
 from imageguard_devtools.localserver import (
     MODULES_DIR,
     ApacheConfig,
     LocalApache,
     make_workdir,
     prepare_site,
+    run_user,
 )
 
 APPS = Path(__file__).resolve().parent / "apps"
@@ -50,6 +59,7 @@ LINKS = (
     "static",
     "floor",
     "ig",
+    "igpg",
     "ig3",
     "igtkt",
     "naive",
@@ -72,12 +82,21 @@ class Variant:
     prefix: str  # URL path prefix
     login: str  # "session", "ticket" or "" (none)
     what: str
+    store: str = "sqlite"  # the ACL store of the imageguard variants: "sqlite" or "postgresql"
 
 
 VARIANTS: tuple[Variant, ...] = (
     Variant("static", "plain", "/static", "", "Apache alone, no handler"),
     Variant("floor", "mp", "/floor", "", "one trivial mod_python access handler"),
     Variant("imageguard", "mp", "/ig", "session", "one phase (gatekeeper), FileSession, ACL"),
+    Variant(
+        "imageguard-pg",
+        "mp",
+        "/igpg",
+        "session",
+        "the same, the ACL store in PostgreSQL",
+        store="postgresql",
+    ),
     Variant("imageguard-3", "mp", "/ig3", "session", "three phases (access+authen+authz)"),
     Variant("imageguard-tkt", "mp", "/igtkt", "ticket", "one phase, auth_tkt tickets"),
     Variant("naive", "mp", "/naive", "session", "Session.Session(req) + SQL per request"),
@@ -99,9 +118,26 @@ def missing_modules(server: str) -> list[str]:
     ]
 
 
+def postgres_unavailable() -> str | None:
+    """None when the benchmark can run its own PostgreSQL and reach it; else why not."""
+    reason = localpg.unavailable_reason()
+    if reason is not None:
+        return reason
+    try:
+        import psycopg  # noqa: F401 - imageguard's PostgreSQL store needs it (and libpq)
+    except ImportError as exc:
+        return f"psycopg cannot be imported (pip install 'imageguard[postgresql]'): {exc}"
+    return None
+
+
 def available_variants() -> tuple[Variant, ...]:
-    """The variants whose server has every module it needs."""
-    return tuple(v for v in VARIANTS if not missing_modules(v.server))
+    """The variants whose server has every module it needs and whose store can run."""
+    return tuple(
+        v
+        for v in VARIANTS
+        if not missing_modules(v.server)
+        and not (v.store == "postgresql" and postgres_unavailable())
+    )
 
 
 def make_files(directory: Path, sizes: dict[str, int]) -> dict[str, int]:
@@ -122,8 +158,9 @@ def make_files(directory: Path, sizes: dict[str, int]) -> dict[str, int]:
     return made
 
 
-def make_store(db: Path, rules: int) -> None:
-    """The ACL store: *rules* rules for other files, and the few that decide the bench's."""
+def store_lines(rules: int) -> list[str]:
+    """The store's export text, a line each: *rules* rules for other files, the few that
+    decide the bench's, and 1,000 group memberships."""
     lines = [
         "rule bench/ authenticated full",
         "rule bench/img-4m.jpg group:archive deny",
@@ -131,8 +168,14 @@ def make_store(db: Path, rules: int) -> None:
     ]
     lines += [f"rule albums/a{i // 100}/p{i}.jpg user:u{i % 1000} full" for i in range(rules - 3)]
     lines += [f"member group{i % 50} u{i}" for i in range(1000)]
-    with AclStore.create(db) as store:
-        store.import_text("\n".join(lines) + "\n", replace=True)
+    return lines
+
+
+def make_store(location: Path | str, rules: int) -> None:
+    """The ACL store at *location*, an SQLite file's Path or a PostgreSQL database's DSN:
+    the rules and memberships of :func:`store_lines`, in one import, as a site would."""
+    with AclStore.create(location) as store:
+        store.import_text("\n".join(store_lines(rules)) + "\n", replace=True)
 
 
 @dataclass
@@ -146,14 +189,16 @@ class Bench:
     sessions: Path
     secrets: Path
     files: dict[str, int]
+    pg_dsn: str | None = None  # the PostgreSQL store of imageguard-pg, when it is served
 
     def url(self, variant: Variant, size: str) -> str:
         server = self.servers[variant.server]
         return server.url(f"{variant.prefix}/bench/img-{size}.jpg")
 
 
-def session_site(links: Path, name: str, db: Path, sessions: Path, **more: str) -> SiteConfig:
-    """imageguard on the directory *name*, served at ``/name``, with the FileSessions."""
+def session_site(links: Path, name: str, db: Path | str, sessions: Path, **more: str) -> SiteConfig:
+    """imageguard on the directory *name*, served at ``/name``, with the FileSessions and
+    the ACL store *db* (an SQLite file, or a PostgreSQL database's DSN)."""
     return SiteConfig(
         root=str(links / name),
         url_path=f"/{name}",
@@ -230,6 +275,14 @@ Alias /app {links / "app"}
 """
 
 
+def _pg_body(links: Path, dsn: str, sessions: Path) -> str:
+    """The imageguard-pg block: imageguard's, with the store in PostgreSQL. Its handler
+    runs in the same interpreter (and so the same processes) as imageguard's, as a site
+    moving its store would have it: each Apache child then keeps a listener thread on
+    PostgreSQL (woken ten times a second) also while the SQLite variant is measured."""
+    return directory_block(session_site(links, "igpg", dsn, sessions))
+
+
 def _plain_body(links: Path) -> str:
     return f"""
 EnableSendfile On
@@ -282,6 +335,46 @@ def _hard_link_tree(source: Path, target: Path) -> None:
             os.link(Path(directory) / name, here / name)
 
 
+PG_ROLE = "imageguard"
+PG_DATABASE = "acl"
+
+
+def pin(pids: list[int], cpus: str) -> None:
+    """Keep the processes *pids* on *cpus* (``taskset -c`` syntax: "1", "0,1" or "2-3");
+    the processes they fork later inherit it."""
+    chosen: set[int] = set()
+    for part in cpus.split(","):
+        first, _, last = part.partition("-")
+        chosen.update(range(int(first), int(last or first) + 1))
+    for pid in pids:
+        try:
+            os.sched_setaffinity(pid, chosen)
+        except ProcessLookupError:  # a backend that ended meanwhile
+            continue
+
+
+@contextmanager
+def running_postgres(cpus: str | None = None) -> Iterator[str]:
+    """A private PostgreSQL (:class:`~imageguard_devtools.localpg.LocalPostgres`) with an
+    empty database owned by a role for imageguard, whose password is in a password file
+    Apache's user owns (libpq ignores one others may read); yields the database's DSN.
+    With *cpus*, the server's processes, and the backends it forks later, run only
+    there. Stopped, and its directory removed, when the block ends, also on failure."""
+    password = token_urlsafe(18)
+    with localpg.LocalPostgres() as server:
+        if cpus:
+            pin(server.server_pids(), cpus)
+        server.create_role(PG_ROLE, password)
+        server.create_database(PG_DATABASE, PG_ROLE)
+        user, group = run_user()
+        owner = (pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid)
+        passfile = server.write_passfile(
+            server.workdir / "imageguard.pgpass", PG_ROLE, password, owner=owner
+        )
+        server.workdir.chmod(0o755)  # Apache's user must reach the password file
+        yield server.dsn(PG_ROLE, PG_DATABASE, passfile=str(passfile))
+
+
 @contextmanager
 def running_bench(
     mpm: str = "event",
@@ -289,9 +382,11 @@ def running_bench(
     sizes: dict[str, int] = SIZES,
     cpus: str | None = None,
     keep: bool = False,
+    pg_dsn: str | None = None,
 ) -> Iterator[Bench]:
     """Build the tree, the store and the servers (those whose modules are installed);
-    yield them running."""
+    yield them running. With *pg_dsn* (an empty database, :func:`running_postgres`),
+    the same rules go there too, and the mod_python server serves imageguard-pg."""
     workdir = make_workdir("imageguard-bench-")
     try:
         tree = workdir / "tree"
@@ -305,7 +400,12 @@ def running_bench(
         sessions.mkdir(parents=True)
         db = state / "acl.db"
         make_store(db, rules)
+        if pg_dsn is not None:
+            make_store(pg_dsn, rules)
         secrets = prepare_site([workdir, APPS], state, SECRET)
+        mp_body = _mp_body(links, tree, db, sessions, secrets)
+        if pg_dsn is not None:
+            mp_body += _pg_body(links, pg_dsn, sessions)
         # prefork: as many children from the start as wrk has connections, so no child is
         # born (and imports Python packages) while a run is being measured.
         start = 2 if mpm == "event" else 16
@@ -313,7 +413,7 @@ def running_bench(
         configs = {
             "mp": ApacheConfig(
                 workdir=workdir / "apache-mp",
-                body=_mp_body(links, tree, db, sessions, secrets),
+                body=mp_body,
                 **common,  # type: ignore[arg-type]
             ),
             "plain": ApacheConfig(
@@ -337,7 +437,7 @@ def running_bench(
                 for name, config in configs.items()
                 if not missing_modules(name)
             }
-            yield Bench(workdir, servers, tree, db, sessions, secrets, files)
+            yield Bench(workdir, servers, tree, db, sessions, secrets, files, pg_dsn)
     finally:
         if not keep and not os.environ.get("IMAGEGUARD_KEEP_WORKDIR"):
             shutil.rmtree(workdir, ignore_errors=True)

@@ -169,3 +169,64 @@ def test_the_redesigns_targets_are_the_benchmarks() -> None:
         f"against {static[0]:.2f} and {static[1]:.2f} ms)"
     )
     assert quoted in " ".join(DOC.split())
+
+
+def test_the_postgresql_store_section_is_the_benchmarks() -> None:
+    """The section on the PostgreSQL store quotes two results files: the run of
+    bench/run.py it names first (req/s, the ratio to static, Apache's CPU a request and
+    how much above static's, per file and variant, and imageguard-pg / imageguard), and
+    the interleaved rounds of bench/pgstore.py it names second (their medians, and the
+    spread of the rounds)."""
+    text = section("## The PostgreSQL store")
+    flat = " ".join(text.split())
+    parts = re.split(r"From\s+\[[^\]]*\]\(\.\./(bench/results/[\w.-]+\.json)\)", text)
+    assert len(parts) == 5, "two results files, each followed by its table"
+    run = json.loads((ROOT / parts[1]).read_text())
+    interleaved = json.loads((ROOT / parts[3]).read_text())
+    names = {"8 KB": "8k", "200 KB": "200k", "4 MB": "4m"}
+
+    cells = run["cells"]
+    rows = [row for row in table_rows(parts[2]) if not row[0].startswith("---")]
+    shown = [(names[row[0]], row[1].strip("*")) for row in rows]
+    variants = ("static", "imageguard", "imageguard-pg")
+    assert shown == [(size, variant) for size in SIZES for variant in variants]
+    for row, (size, variant) in zip(rows, shown):
+        cell, floor = cells[variant][size], cells["static"][size]
+        assert number(row[2]) == round(cell["rps"]), (size, variant)
+        assert row[3] == f"{cell['rps'] / floor['rps']:.2f}", (size, variant)
+        assert row[4] == f"{cell['cpu_us']:.1f} us", (size, variant)
+        above = "" if variant == "static" else f"{cell['cpu_us'] - floor['cpu_us']:.1f} us"
+        assert row[5] == above, (size, variant)
+    ratios = ", ".join(
+        f"{cells['imageguard-pg'][size]['rps'] / cells['imageguard'][size]['rps']:.2f} at {name}"
+        for name, size in names.items()
+    )
+    assert f"imageguard-pg / imageguard: {ratios}." in flat
+    assert f"load average {run['load_before'][0]} at the start" in flat
+    assert run["settings"]["postgres_cpus"] == run["settings"]["wrk_cpus"]  # "wrk's CPU"
+
+    rows = [row for row in table_rows(parts[4]) if not row[0].startswith("---")]
+    summary = interleaved["summary"]
+    assert [names[row[0]] for row in rows] == list(summary)
+    for row in rows:
+        figures = summary[names[row[0]]]
+        assert [number(cell) for cell in row[1:3]] == [
+            round(figures["imageguard_rps"]),
+            round(figures["imageguard_pg_rps"]),
+        ]
+        assert row[3:] == [
+            f"{figures['imageguard_cpu_us']:.1f} us",
+            f"{figures['imageguard_pg_cpu_us']:.1f} us",
+            f"{figures['pg_over_sqlite_rps']:.2f}",
+            f"{figures['pg_minus_sqlite_cpu_us']:+.1f} us",
+        ]
+    spreads = []
+    for size, by_variant in interleaved["rounds"].items():
+        pairs = zip(by_variant["imageguard"], by_variant["imageguard-pg"])
+        differences = [pg["cpu_us"] - sqlite["cpu_us"] for sqlite, pg in pairs]
+        name = next(name for name, known in names.items() if known == size)
+        spreads.append(f"{min(differences):+.1f} to {max(differences):+.1f} us at {name}")
+    assert "difference ranged from " + " and from ".join(spreads) + "." in flat
+    rounds = {len(runs) for by_size in interleaved["rounds"].values() for runs in by_size.values()}
+    assert len(rounds) == 1 and f"({rounds.pop()} rounds of 5 s)" in flat
+    assert "5 s measured per variant, in ABBA order" in interleaved["what"]
