@@ -29,6 +29,7 @@ on, so any traceback would reach the client.
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import pwd
@@ -538,12 +539,9 @@ class PgServer:
         return self.server.dsn(PG_ROLE, name, passfile=str(self.passfile))
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PgServer]:
-    """One PostgreSQL for the session (skipped, saying why, where none can run)."""
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(f"no PostgreSQL here: {reason}")
+@contextlib.contextmanager
+def private_postgres() -> Iterator[PgServer]:
+    """A started LocalPostgres with imageguard's role and its passfile; removed after."""
     server = LocalPostgres()
     try:
         server.start()
@@ -557,3 +555,13 @@ def postgres() -> Iterator[PgServer]:
         yield PgServer(server, passfile)
     finally:
         server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PgServer]:
+    """One PostgreSQL for the session (skipped, saying why, where none can run)."""
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"no PostgreSQL here: {reason}")
+    with private_postgres() as server:
+        yield server

@@ -28,12 +28,10 @@ Figures (latencies, counts, timings) are printed: run with ``-s`` to see them.
 from __future__ import annotations
 
 import contextlib
-import grp
 import http.client
 import io
 import itertools
 import os
-import pwd
 import random
 import shutil
 import subprocess
@@ -56,17 +54,15 @@ from imageguard.identity.tickets import issue_ticket
 from imageguard.store import AclStore
 from imageguard.store.listener import HEALTH_S
 from imageguard.store.postgres import CHANNEL
-from imageguard_devtools.localpg import LocalPostgres
 from imageguard_devtools.localserver import (
     ApacheConfig,
     LocalApache,
     make_workdir,
     prepare_readable,
     prepare_writable,
-    run_user,
 )
 
-from .conftest import CLI, PG_PASSWORD, PG_ROLE, SECRET, PgServer, needs_apache
+from .conftest import CLI, SECRET, PgServer, needs_apache, private_postgres
 from .httpfetch import Response, fetch
 
 pytestmark = [*needs_apache(), pytest.mark.postgres]
@@ -383,19 +379,8 @@ def pair(postgres: PgServer) -> Iterator[Pair]:
 def outage_pair(postgres: PgServer) -> Iterator[Pair]:
     """Two servers on a PostgreSQL of their own, which the tests stop and kill (the
     session's ``postgres`` fixture is asked for its skip when none can run)."""
-    server = LocalPostgres()
-    try:
-        server.start()
-        server.create_role(PG_ROLE, PG_PASSWORD)
-        user, group = run_user()
-        owner = (pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid)
-        passfile = server.write_passfile(
-            server.workdir / "imageguard.pgpass", PG_ROLE, PG_PASSWORD, owner=owner
-        )
-        server.workdir.chmod(0o755)
-        yield from build_pair(PgServer(server, passfile), "outage")
-    finally:
-        server.cleanup()
+    with private_postgres() as server:
+        yield from build_pair(server, "outage")
 
 
 class Commits:

@@ -25,7 +25,7 @@ from imageguard.store import listener as listener_module
 from imageguard.store.postgres import PostgresStorage
 from imageguard_devtools.localpg import LocalPostgres
 
-from .conftest import PG_PASSWORD, PG_ROLE, PgServer
+from .conftest import PG_PASSWORD, PG_ROLE, PgServer, private_postgres
 
 pytestmark = pytest.mark.postgres
 
@@ -266,20 +266,13 @@ def test_no_query_when_nothing_changed(
 
 
 @pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[tuple[LocalPostgres, str]]:
-    """A PostgreSQL of its own, to stop and start."""
-    server = LocalPostgres()
-    try:
-        server.start()
-        server.create_role(PG_ROLE, PG_PASSWORD)
-        server.create_database("acl", PG_ROLE)
-        passfile = server.write_passfile(server.workdir / "imageguard.pgpass", PG_ROLE, PG_PASSWORD)
-        location = server.dsn(PG_ROLE, "acl", passfile=str(passfile))
+def own_server(postgres: PgServer) -> Iterator[tuple[LocalPostgres, str]]:
+    """A PostgreSQL of its own, to stop and start (the session's is asked for its skip)."""
+    with private_postgres() as server:
+        location = server.new_store()
         with AclStore.create(location) as store:
             store.import_text(RULES)
-        yield server, location
-    finally:
-        server.cleanup()
+        yield server.server, location
 
 
 def wait_for(what: str, check: object, timeout: float = 10.0) -> float:
