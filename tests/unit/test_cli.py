@@ -106,13 +106,36 @@ def test_explain(db: str, capsys: pytest.CaptureFixture[str]) -> None:
         capsys, "--db", db, "explain", "--user", "bob", "--group", "staff", "g/a.jpg"
     )
     assert code == 0 and "full" in out
-    code, out, _ = run(capsys, "--db", db, "explain", "--user", "bob", "/g/a.jpg")
+    code, out, _ = run(capsys, "--db", db, "explain", "--user", "bob", "g/a.jpg")
     assert code == 0 and "thumb: decided by rule 'g/ authenticated thumb'" in out
     code, out, _ = run(capsys, "--db", db, "explain", "g/a.jpg")
     assert code == 1 and "no rule matches" in out
     run(capsys, "--db", db, "grant", "g/a.jpg", "user:bob", "deny")
     code, out, _ = run(capsys, "--db", db, "explain", "--user", "bob", "g/a.jpg")
     assert code == 1 and "deny: decided by rule 'g/a.jpg user:bob deny'" in out
+
+
+def test_explain_an_absolute_path(
+    db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An absolute path is made relative to --root, never quietly read as a relative one
+    (/srv/images/g/a.jpg is not srv/images/g/a.jpg); one outside the root is an error."""
+    root = tmp_path / "images"
+    (root / "g").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(root)
+    run(capsys, "--db", db, "grant", "g/a.jpg", "anyone", "full")
+    for given in (f"{root}/g/a.jpg", f"{root}/g/../g/a.jpg", f"{tmp_path}/link/g/a.jpg"):
+        code, out, _ = run(capsys, "--db", db, "explain", "--root", str(root), given)
+        assert code == 0 and out.startswith("g/a.jpg for anonymous"), (given, out)
+    code, out, _ = run(
+        capsys, "--db", db, "explain", "--root", str(tmp_path / "link"), f"{root}/g/a.jpg"
+    )
+    assert code == 0, out
+    code, _, err = run(capsys, "--db", db, "explain", f"{root}/g/a.jpg")
+    assert code == 2 and "absolute path: give --root DIR" in err
+    for outside in (f"{tmp_path}/g/a.jpg", f"{root}/../g/a.jpg", str(root)):
+        code, _, err = run(capsys, "--db", db, "explain", "--root", str(root), outside)
+        assert code == 2 and "is not below the root" in err, (outside, err)
 
 
 def test_groups(db: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -104,7 +104,16 @@ def _rule_commands(command: Command) -> None:
     p.add_argument(
         "--group", metavar="G", action="append", default=[], help="a group from the session"
     )
-    p.add_argument("relpath", metavar="RELPATH", help="image path relative to the root")
+    p.add_argument(
+        "--root",
+        metavar="DIR",
+        help="the protected directory: lets RELPATH be an absolute path below it",
+    )
+    p.add_argument(
+        "relpath",
+        metavar="RELPATH",
+        help="image path relative to the root (or an absolute one, with --root)",
+    )
 
 
 def _exchange_commands(command: Command) -> None:

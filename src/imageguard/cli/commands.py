@@ -116,8 +116,26 @@ def cmd_group(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rule_path(given: str, root: str | None) -> str:
+    """*given* as the path rules are written for: relative to the root. An absolute path
+    must lie below *root* (``--root``); it is never quietly read as a relative one."""
+    if not given.startswith("/"):
+        return given.strip("/")
+    if root is None:
+        raise CliError(
+            f"{given} is an absolute path: give --root DIR (the protected directory), or "
+            "the path relative to it"
+        )
+    top = os.path.normpath(os.path.abspath(root))
+    path = os.path.normpath(given)
+    for base, candidate in ((top, path), (os.path.realpath(top), os.path.realpath(path))):
+        if candidate.startswith(base + "/"):
+            return candidate[len(base) + 1 :]
+    raise CliError(f"{given} is not below the root {root}")
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
-    relpath = args.relpath.strip("/")
+    relpath = _rule_path(args.relpath, args.root)
     if args.user is None and args.group:
         raise CliError("--group needs --user: an anonymous viewer has no groups")
     identity = Identity(
