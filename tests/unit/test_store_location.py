@@ -104,3 +104,22 @@ def test_sample_paths_are_paths_the_pattern_matches(pattern: str, expected: list
     for path in found:
         user = path.split("/")[1] if "{user}" in pattern else None
         assert compiled.matches(path, user), path
+
+
+def test_a_copy_that_lost_a_membership_decides_otherwise(tmp_path) -> None:
+    """compare_decisions asks the members of a group a candidate rule names, with each
+    store's own memberships: a membership lost on the way is a difference."""
+    from imageguard.store import AclStore
+    from imageguard.store.migrate import compare_decisions, copy_store
+
+    with AclStore.create(tmp_path / "a.db") as source, AclStore.create(tmp_path / "b.db") as target:
+        source.import_text(
+            "rule 'gallery/*.jpg' group:staff full\nrule 'users/{user}/' authenticated full\n"
+            "member staff carol\nmember staff dave\n"
+        )
+        copy_store(source, target)
+        same = compare_decisions(source, target)
+        assert same.differences == () and same.decisions > 0
+        target.remove_member("staff", "dave")
+        found = compare_decisions(source, target)
+        assert [d.split(":")[0] for d in found.differences] == ["gallery/x.jpg for user dave"]

@@ -3,10 +3,10 @@ decides as the original does.
 
 The copy goes through the export text (:mod:`.exchange`), the same way a backup and a
 restore do, in one transaction on the target. The proof then asks both stores the
-question the handlers ask: for every rule, a few paths that rule is about, and every
-viewer the store knows of (each user named by a rule or a membership, a stranger who is
-logged in, and an anonymous viewer), what may be seen. Any difference is reported and
-makes the command fail.
+question the handlers ask: for every rule, a few paths that rule is about, which rules
+can match it, and so what each viewer the answer may depend on may see (each user or
+group member those rules name, a user the path names, a stranger who is logged in, and
+an anonymous viewer). Any difference is reported and makes the command fail.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ..errors import StoreError
-from ..policy.acl import Rule
+from ..policy.acl import Rule, decide
 from ..policy.patterns import USER_TOKEN
 from ..policy.principals import ANONYMOUS, Identity, PrincipalKind
 from .aclstore import AclStore
@@ -85,41 +85,77 @@ def sample_paths(pattern: str, users: list[str]) -> list[str]:
     return sorted(path for path in found if path)
 
 
-def viewers(store: AclStore) -> list[Identity]:
-    """Everyone the comparison asks for: each user a rule or membership names, a
-    stranger, and an anonymous viewer (groups come from the store, as in Apache)."""
-    names = {m.user for m in store.memberships()}
-    names.update(
-        rule.principal.name
-        for rule in store.rules()
-        if rule.principal.kind is PrincipalKind.USER and rule.principal.name
-    )
-    return [Identity(name) for name in sorted(names)] + [Identity(_STRANGER), ANONYMOUS]
-
-
 def compare_decisions(
     source: AclStore, target: AclStore, advance: Callable[[str], None] | None = None
 ) -> Comparison:
-    """Ask both stores every (path, viewer) of :func:`sample_paths` and :func:`viewers`;
+    """Ask both stores, for every path of :func:`sample_paths`, the rules that can match
+    it (one indexed query per store, as Apache asks), and decide with them for every
+    viewer whose answer may differ from a stranger's: each user a candidate rule names,
+    each member of a group one names, a user the path names, plus a logged-in stranger
+    and an anonymous viewer. Groups come from each store's own memberships, read once.
     *advance* is called once per rule (a progress bar)."""
-    people = viewers(source)
-    names = [person.user for person in people if person.user is not None]
+    rules = source.rules()
+    groups, their_groups = _groups_of_users(source), _groups_of_users(target)
+    names = sorted(
+        set(groups) | {r.principal.name for r in rules if r.principal.kind is PrincipalKind.USER}
+    )
     differences: list[str] = []
     asked: set[str] = set()
     decisions = 0
-    for rule in source.rules():
+    for rule in rules:
         for path in _new_paths(rule, names, asked):
-            for person in people:
+            mine, theirs = source.candidates(path), target.candidates(path)
+            for person in _viewers_for(path, mine + theirs, groups, their_groups, names):
                 decisions += 1
-                mine, theirs = source.decide(path, person), target.decide(path, person)
-                if (mine.level, _rule_text(mine.rule)) != (theirs.level, _rule_text(theirs.rule)):
+                ours = decide(mine, path, _with_groups(person, groups))
+                other = decide(theirs, path, _with_groups(person, their_groups))
+                if (ours.level, _rule_text(ours.rule)) != (other.level, _rule_text(other.rule)):
                     differences.append(
-                        f"{path} for {person}: {mine.level.label} ({mine.reason}) in "
-                        f"{source.path}, {theirs.level.label} ({theirs.reason}) in {target.path}"
+                        f"{path} for {person}: {ours.level.label} ({ours.reason}) in "
+                        f"{source.path}, {other.level.label} ({other.reason}) in {target.path}"
                     )
         if advance is not None:
             advance(rule.pattern.text)
-    return Comparison(len(asked), len(people), decisions, tuple(differences))
+    return Comparison(len(asked), len(names) + 2, decisions, tuple(differences))
+
+
+def _groups_of_users(store: AclStore) -> dict[str, frozenset[str]]:
+    """Every user's groups in *store*, from one read of its memberships."""
+    found: dict[str, set[str]] = {}
+    for membership in store.memberships():
+        found.setdefault(membership.user, set()).add(membership.group)
+    return {user: frozenset(names) for user, names in found.items()}
+
+
+def _viewers_for(
+    path: str,
+    candidates: list[Rule],
+    groups: dict[str, frozenset[str]],
+    their_groups: dict[str, frozenset[str]],
+    names: list[str],
+) -> list[Identity]:
+    """The viewers whose answer for *path* may differ from a stranger's (see
+    :func:`compare_decisions`), then the stranger and an anonymous viewer."""
+    named: set[str] = set()
+    for rule in candidates:
+        principal = rule.principal
+        if principal.kind is PrincipalKind.USER and principal.name:
+            named.add(principal.name)
+        elif principal.kind is PrincipalKind.GROUP:
+            named.update(
+                u
+                for table in (groups, their_groups)
+                for u, g in table.items()
+                if principal.name in g
+            )
+    named.update(set(path.split("/")).intersection(names))  # {user} rules
+    return [Identity(name) for name in sorted(named)] + [Identity(_STRANGER), ANONYMOUS]
+
+
+def _with_groups(person: Identity, groups: dict[str, frozenset[str]]) -> Identity:
+    if person.user is None:
+        return person
+    return person.with_groups(groups.get(person.user, frozenset()))
 
 
 def _new_paths(rule: Rule, users: list[str], asked: set[str]) -> Iterator[str]:
