@@ -21,7 +21,14 @@ from PIL import Image
 
 from imageguard.apache.runtime import Runtime
 from imageguard.apache.settings import Settings
-from imageguard.errors import ConfigError, ContentError, RenditionError, StoreError, VariantError
+from imageguard.errors import (
+    ConfigError,
+    ContentError,
+    RenditionError,
+    StoreError,
+    StoreUnavailable,
+    VariantError,
+)
 from imageguard.files.fileversion import FileVersion
 from imageguard.identity import sharelinks
 from imageguard.policy.decision import (
@@ -452,6 +459,7 @@ def test_a_bad_variant_is_not_read_for_a_viewer_who_may_see_nothing(site: Site) 
         (ContentError("file is not a JPEG image"), 415, "refused: file is not a JPEG image"),
         (ConfigError("imageguard.root is not set"), 500, "imageguard.root is not set"),
         (StoreError("ACL store missing"), 500, "ACL store missing"),
+        (StoreUnavailable("ACL store pg is unreachable"), 503, "ACL store pg is unreachable"),
         (PermissionError(13, "denied", "/x.jpg"), 403, "refused: Apache's user cannot read"),
         (ZeroDivisionError("bug"), 500, "internal error ZeroDivisionError: bug at ?"),
     ],

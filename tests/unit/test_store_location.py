@@ -123,3 +123,18 @@ def test_a_copy_that_lost_a_membership_decides_otherwise(tmp_path) -> None:
         target.remove_member("staff", "dave")
         found = compare_decisions(source, target)
         assert [d.split(":")[0] for d in found.differences] == ["gallery/x.jpg for user dave"]
+
+
+def test_a_revocation_missing_from_the_copy_is_named(tmp_path) -> None:
+    from imageguard.store import AclStore
+    from imageguard.store.migrate import missing_revocations
+
+    with AclStore.create(tmp_path / "a.db") as source, AclStore.create(tmp_path / "b.db") as target:
+        source.revoke_user("mallory", 2000)
+        source.revoke_link("sig-one")
+        assert missing_revocations(source, target) == ["user mallory", "link sig-one"]
+        target.revoke_user("mallory", 1000)  # earlier: tickets between still accepted
+        target.revoke_link("sig-one")
+        assert missing_revocations(source, target) == ["user mallory"]
+        target.revoke_user("mallory", 3000)  # later: enforces more
+        assert missing_revocations(source, target) == []
