@@ -446,15 +446,6 @@ def _debian_cluster(cluster: str) -> list[str] | None:
     return parts if len(parts) == 2 and all(parts) else None
 
 
-def _cluster_command(
-    host: Host, cluster: str, commands: Sequence[Sequence[str]], running: bool
-) -> str:
-    """:func:`_service_command` until *cluster* runs (*running*) or does not."""
-    return _service_command(
-        host, commands, lambda: (cluster in host.postgres_clusters()) == running
-    )
-
-
 def keep_postgres_running_state(host: Host, were_running: Sequence[str]) -> None:
     """Stop each system PostgreSQL cluster that runs now and did not before, start again
     each that ran before and does not now. ``service postgresql stop``, which stops every
@@ -467,28 +458,40 @@ def keep_postgres_running_state(host: Host, were_running: Sequence[str]) -> None
             commands.append([PG_CTLCLUSTER, *debian, "stop"])
         if not were_running:
             commands.append([SERVICE, "postgresql", "stop"])
-        how = _cluster_command(host, cluster, commands, running=False)
-        if not how:
-            raise HostError(
-                f"the install started the system PostgreSQL cluster {cluster} and it could "
-                "not be stopped"
-            )
-        host.report(
-            f"stopped the system PostgreSQL cluster {cluster} that the install started ({how})"
-        )
+        _put_cluster(
+            host, cluster, commands, False,
+            f"the install started the system PostgreSQL cluster {cluster} and it could not "
+            "be stopped",
+            f"stopped the system PostgreSQL cluster {cluster} that the install started",
+        )  # fmt: skip
     for cluster in sorted(set(were_running) - running):
         debian = _debian_cluster(cluster)
-        commands = [[PG_CTLCLUSTER, *debian, "start"]] if debian is not None else []
-        how = _cluster_command(host, cluster, commands, running=True)
-        if not how:
-            raise HostError(
-                f"the system PostgreSQL cluster {cluster} ran before the install and does "
-                "not start now"
-            )
-        host.report(
+        _put_cluster(
+            host, cluster, [[PG_CTLCLUSTER, *debian, "start"]] if debian is not None else [],
+            True,
+            f"the system PostgreSQL cluster {cluster} ran before the install and does not "
+            "start now",
             f"started the system PostgreSQL cluster {cluster} again, which ran before the "
-            f"install ({how})"
-        )
+            "install",
+        )  # fmt: skip
+
+
+def _put_cluster(
+    host: Host,
+    cluster: str,
+    commands: Sequence[Sequence[str]],
+    running: bool,
+    failure: str,
+    done: str,
+) -> None:
+    """Run *commands* until *cluster* runs (*running*) or not; report *done*, or raise
+    HostError saying *failure*."""
+    how = _service_command(
+        host, commands, lambda: (cluster in host.postgres_clusters()) == running
+    )
+    if not how:
+        raise HostError(failure)
+    host.report(f"{done} ({how})")
 
 
 def install(host: Host, packages: Sequence[str]) -> int:
