@@ -46,8 +46,11 @@ class AclStore:
 
     def __init__(self, location: str | os.PathLike[str], *, _create: bool = False) -> None:
         self.storage: Storage = open_storage(os.fspath(location), create=_create)
-        #: The store's name in messages: a path, or a connection string (no password).
-        self.path = self.storage.location
+
+    @property
+    def path(self) -> str:
+        """The store's name in messages: a path, or a connection string (no password)."""
+        return self.storage.location
 
     @classmethod
     def create(cls, location: str | os.PathLike[str]) -> AclStore:

@@ -94,9 +94,10 @@ class CachedAcl:
     @contextlib.contextmanager
     def _turn(self) -> Iterator[None]:
         """This reader's lock (its one connection serves one query at a time), waited for
-        no longer than SQLite waits for the store: when a writer locks the store, each
-        request of the process is refused after one busy timeout, never after the timeouts
-        of every request queued before it."""
+        no longer than SQLite waits for a locked store: when the store is slow to answer (a
+        writer holds SQLite's lock, a PostgreSQL query hangs), each request of the process
+        is refused after one busy timeout, never after the timeouts of every request
+        queued before it."""
         if not self._lock.acquire(timeout=BUSY_TIMEOUT_S):
             raise StoreError(
                 f"cannot read ACL store {self.path}: busy, this request waited "
