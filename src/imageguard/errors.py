@@ -39,7 +39,14 @@ class StoreError(ImageGuardError):
 class StoreUnavailable(StoreError):
     """The ACL store's database cannot be reached now (PostgreSQL down, or the network to
     it): the request is refused with 503 unless ``imageguard.stale_ok`` lets a
-    remembered answer stand; the server recovers by itself when the database returns."""
+    remembered answer stand; the server recovers by itself when the database returns.
+
+    :attr:`reason` is the database's own words (libpq's first line), without the store's
+    name the message starts with."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 class NoSuchRule(StoreError):

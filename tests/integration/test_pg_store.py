@@ -335,9 +335,12 @@ def test_the_first_request_waits_for_the_listener_not_longer(
     acl = CachedAcl(location)
     try:
         start = time.monotonic()
-        with pytest.raises(StoreUnavailable, match="unreachable"):
+        with pytest.raises(StoreUnavailable, match="unreachable") as caught:
             acl.decide("gallery/a.jpg", Identity("carol"))
         assert time.monotonic() - start < 4.0  # the connect timeout, once
+        # One line naming the store once, then libpq's reason.
+        assert str(caught.value).count(location) == 1, caught.value
+        assert "Connection refused" in str(caught.value), caught.value
     finally:
         acl.close()
 

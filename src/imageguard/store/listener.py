@@ -33,6 +33,7 @@ import threading
 import time
 from typing import Any
 
+from ..errors import StoreUnavailable
 from .postgres import CHANNEL, connect, first_line
 
 #: How often the listener reads the change counter when no notification came.
@@ -119,8 +120,9 @@ class ChangeListener:
                 self._follow(conn)
             except Exception as exc:  # psycopg's errors, StoreUnavailable: retried
                 self._up = False
-                reason = first_line(exc)
-                self.last_error = reason.removeprefix(f"cannot reach ACL store {self.conninfo}: ")
+                self.last_error = (
+                    exc.reason if isinstance(exc, StoreUnavailable) else first_line(exc)
+                )
             finally:
                 self._ready.set()
                 if conn is not None:

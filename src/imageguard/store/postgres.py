@@ -131,7 +131,8 @@ def connect(conninfo: str, *, purpose: str) -> Any:
     try:
         return psycopg.connect(conninfo, autocommit=True, prepare_threshold=None, **extra)
     except psycopg.Error as exc:
-        raise StoreUnavailable(f"cannot reach ACL store {conninfo}: {first_line(exc)}") from None
+        reason = first_line(exc)
+        raise StoreUnavailable(f"cannot reach ACL store {conninfo}: {reason}", reason) from None
 
 
 def first_line(exc: BaseException) -> str:
