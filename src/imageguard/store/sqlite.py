@@ -122,11 +122,25 @@ def _connect(path: str, *, create: bool) -> sqlite3.Connection:
     return conn
 
 
+def _readonly_hint(exc: sqlite3.Error, path: str) -> str:
+    """What to do when SQLite refuses a read for want of write access: a store in WAL mode
+    is read through its ``-shm`` file, which a reader must be able to create (in the
+    store's directory) when no other connection has it open."""
+    if "readonly" not in str(exc):
+        return ""
+    folder = os.path.dirname(os.path.abspath(path))
+    return (
+        f" (reading a store needs write access to {folder}, where SQLite keeps its -shm "
+        "file: run this as the store's owner, e.g. with sudo -u www-data, or as root)"
+    )
+
+
 def _schema_version(conn: sqlite3.Connection, path: str) -> int:
     try:
         return int(conn.execute("PRAGMA user_version").fetchone()[0])
     except sqlite3.OperationalError as exc:  # locked, unreadable: says nothing of its kind
-        raise StoreError(f"cannot read ACL store {path}: {exc}") from None
+        hint = _readonly_hint(exc, path)
+        raise StoreError(f"cannot read ACL store {path}: {exc}{hint}") from None
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path} is not an imageguard ACL store: {exc}") from None
 
