@@ -6,7 +6,9 @@ same two directories of small files on three extra loopback ports, one
 ``TKTAuthDigestType`` are per-server directives:
 
 * ``/open``: ``TKTAuthIgnoreIP on`` (tickets signed for ``0.0.0.0``);
-* ``/bound``: ``TKTAuthIgnoreIP off`` (tickets signed for the client's IPv4 address).
+* ``/bound``: ``TKTAuthIgnoreIP off`` (tickets signed for the client's IPv4 address);
+* ``/doc``, on a fourth port: the mod_auth_tkt configuration docs/tickets.md shows, read
+  from the page and run as it is written there (its directory aside).
 
 Every ticket is made by :func:`imageguard.identity.tickets.issue_ticket` (tampered ones by editing
 its decoded text), sent to mod_auth_tkt, and given to :class:`TicketVerifier` configured
@@ -23,6 +25,7 @@ import contextlib
 import http.client
 import itertools
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -39,6 +42,7 @@ from imageguard.errors import (
 )
 from imageguard.identity.tickets import TicketVerifier, digest_hex_length, issue_ticket
 from imageguard_devtools.localserver import (
+    MODULES_DIR,
     ApacheConfig,
     ApacheError,
     LocalApache,
@@ -68,6 +72,7 @@ class TktServer:
     server: LocalApache
     ports: dict[str, int]  # digest -> port of its virtual host
     tkt_log: Path
+    doc_port: int = 0  # the virtual host of docs/tickets.md's configuration
 
     def verifier(self, digest: str, *, old: bool = False, bind_ip: bool = False) -> TicketVerifier:
         """A TicketVerifier configured like the virtual host of *digest*."""
@@ -93,7 +98,46 @@ def directory(path: Path, ignore_ip: str) -> str:
 """
 
 
-def server_body(root: Path, ports: dict[str, int], tkt_log: Path) -> str:
+DOC_PAGE = Path(__file__).resolve().parents[2] / "docs" / "tickets.md"
+#: The first line of the mod_auth_tkt configuration docs/tickets.md shows, and the
+#: directory it protects there.
+DOC_BLOCK_START = "LoadModule auth_tkt_module /usr/lib/apache2/modules/mod_auth_tkt.so"
+DOC_DIRECTORY = "/srv/other"
+
+
+def doc_block() -> str:
+    """The mod_auth_tkt configuration block of docs/tickets.md, as the page shows it."""
+    for block in re.findall(r"```apache\n(.*?)```", DOC_PAGE.read_text(), flags=re.DOTALL):
+        if block.startswith(DOC_BLOCK_START + "\n"):
+            return str(block)
+    raise AssertionError(f"docs/tickets.md shows no block starting {DOC_BLOCK_START!r}")
+
+
+def doc_setting(name: str) -> str:
+    """The value of directive *name* in the page's block (quotes removed)."""
+    found = re.search(rf"^\s*{name}\s+(.+?)\s*$", doc_block(), flags=re.MULTILINE)
+    assert found, f"the block of docs/tickets.md has no {name}"
+    return found.group(1).strip('"')
+
+
+def doc_vhost(port: int, directory: Path) -> str:
+    """The page's block as one virtual host on *port*, protecting *directory* (served at
+    /doc) where the page says /srv/other. Its LoadModule line must name the module the
+    server loads already (LoadModule is not allowed in a virtual host)."""
+    load, _, rest = doc_block().partition("\n")
+    assert load.split()[2] == str(MODULES_DIR / "mod_auth_tkt.so"), load
+    assert f"<Directory {DOC_DIRECTORY}>" in rest
+    return f"""
+Listen 127.0.0.1:{port}
+<VirtualHost 127.0.0.1:{port}>
+    ServerName tkt-doc.test
+    Alias /doc {directory}
+{rest.replace(DOC_DIRECTORY, str(directory))}
+</VirtualHost>
+"""
+
+
+def server_body(root: Path, ports: dict[str, int], tkt_log: Path, doc_port: int) -> str:
     vhosts = "".join(
         f"""
 Listen 127.0.0.1:{port}
@@ -114,6 +158,7 @@ Alias /bound {root / "bound"}
 {directory(root / "open", "on")}
 {directory(root / "bound", "off")}
 {vhosts}
+{doc_vhost(doc_port, root / "doc")}
 """
 
 
@@ -121,7 +166,7 @@ Alias /bound {root / "bound"}
 def tkt(request: pytest.FixtureRequest) -> Iterator[TktServer]:
     workdir = make_workdir(f"imageguard-tkt-{request.param}-")
     root = workdir / "files"
-    for name in ("open", "bound"):
+    for name in ("open", "bound", "doc"):
         (root / name).mkdir(parents=True)
         (root / name / "a.txt").write_bytes(FILE_BYTES)
     prepare_readable(workdir)
@@ -129,9 +174,10 @@ def tkt(request: pytest.FixtureRequest) -> Iterator[TktServer]:
     try:
         for attempt in itertools.count():
             ports = {digest: free_port() for digest in DIGESTS}
+            doc_port = free_port()
             config = ApacheConfig(
                 workdir=workdir / "apache",
-                body=server_body(root, ports, tkt_log),
+                body=server_body(root, ports, tkt_log, doc_port),
                 mpm=request.param,
                 extra_modules=("auth_tkt",),
                 start_servers=1,
@@ -144,7 +190,7 @@ def tkt(request: pytest.FixtureRequest) -> Iterator[TktServer]:
                 if attempt >= 2:
                     raise
         try:
-            yield TktServer(server, ports, tkt_log)
+            yield TktServer(server, ports, tkt_log, doc_port)
         finally:
             server.stop()
     finally:
@@ -393,3 +439,24 @@ def test_future_ticket_only_imageguard_refuses(tkt: TktServer, digest: str) -> N
     assert_served(tkt, get(tkt.ports[digest], "open", cookie))
     with pytest.raises(TicketFromFuture):
         tkt.verifier(digest).verify(cookie)
+
+
+# ----------------------------------------------------------------------------- the docs
+
+
+def test_the_configuration_docs_tickets_shows(tkt: TktServer) -> None:
+    """docs/tickets.md's mod_auth_tkt block, as written: it accepts a ticket made as the
+    page's issuers make them (its digest, not bound to an address) with its secret, and
+    refuses one signed with another secret or with another digest."""
+    secret = doc_setting("TKTAuthSecret")
+    digest = doc_setting("TKTAuthDigestType").lower()
+    login_url = doc_setting("TKTAuthLoginURL")
+    assert (digest, doc_setting("TKTAuthIgnoreIP")) == ("sha256", "on")  # the page's tickets
+    made = issue_ticket(USER, GROUPS, secret, user_data=DATA, digest=digest)
+    assert_served(tkt, get(tkt.doc_port, "doc", made))
+    assert TicketVerifier(secrets=[secret.encode()], digest=digest).verify(made).user == USER
+    for other in (
+        issue_ticket(USER, GROUPS, WRONG_SECRET, user_data=DATA, digest=digest),
+        issue_ticket(USER, GROUPS, secret, user_data=DATA, digest="sha512"),
+    ):
+        assert_refused(tkt, get(tkt.doc_port, "doc", other), login_url)

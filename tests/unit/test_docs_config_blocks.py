@@ -1,5 +1,7 @@
 """Every generated configuration block shown in the README and docs/ is the generator's
-own output for the example site (the files in apache_conf/), to the letter."""
+own output for the example site (the files in apache_conf/), to the letter.
+
+(test_docs_truth.py holds every other configuration block to the code as well.)"""
 
 from __future__ import annotations
 
@@ -11,8 +13,15 @@ import pytest
 from imageguard.apache.apacheconf import shipped_files
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-FENCED = re.compile(r"^```apache\n(.*?)^```", re.MULTILINE | re.DOTALL)
+PAGES = [
+    ROOT / "README.md",
+    *sorted(
+        page
+        for page in (ROOT / "docs").rglob("*.md")
+        if "node_modules" not in page.relative_to(ROOT).parts
+    ),
+]
+FENCED = re.compile(r"^```apache(?:conf)?\n(.*?)^```", re.MULTILINE | re.DOTALL)
 #: How a block imageguard apache-conf writes begins.
 GENERATED = "# imageguard: "
 
