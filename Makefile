@@ -25,7 +25,7 @@ HOST_SNAPSHOT := .host-apache.json
 STAMP         := $(VENV)/.installed
 PORT          ?= 8080
 
-.PHONY: all deps apt test unit integration lint demo clean apache-conf options-table bench fuzz soak
+.PHONY: all deps apt test unit integration lint demo clean apache-conf options-table bench fuzz soak slides
 
 all: test
 
@@ -84,6 +84,14 @@ bench: deps
 	$(VPY) -m pip install -q --disable-pip-version-check 'matplotlib>=3.6'
 	$(VPY) bench/run.py $(BENCH_ARGS)
 	$(VPY) bench/profile.py $(PROFILE_ARGS)
+
+# The talk's slides: docs/talk/deck.md as docs/talk/deck.html and deck.pdf (docs/talk/build.sh:
+# Marp CLI at the version docs/talk/package-lock.json pins, installed with npm ci into
+# docs/talk/node_modules, printing with the system's chromium; nothing downloads a browser).
+slides:
+	$(HOSTPKGS) install chromium
+	@command -v npm >/dev/null || $(HOSTPKGS) install nodejs npm
+	docs/talk/build.sh
 
 # Rewrite the example files in apache_conf/ from the generator (a unit test compares them).
 apache-conf: deps
