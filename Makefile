@@ -25,7 +25,7 @@ HOST_SNAPSHOT := .host-apache.json
 STAMP         := $(VENV)/.installed
 PORT          ?= 8080
 
-.PHONY: all deps apt test unit integration lint demo clean apache-conf options-table bench fuzz soak slides
+.PHONY: all deps apt test unit integration lint demo clean apache-conf options-table bench fuzz soak slides screenshots
 
 all: test
 
@@ -92,6 +92,12 @@ slides:
 	$(HOSTPKGS) install chromium
 	@command -v npm >/dev/null || $(HOSTPKGS) install nodejs npm
 	docs/talk/build.sh
+
+# The demo screenshots of README.md and docs/ (docs/images/demo-*.png): the demo site on a
+# private Apache, each demo user logged in through its form in the system's chromium
+# (tools/screenshots.py, with imageguard_devtools.browser, the browser test's driver).
+screenshots: deps
+	$(VPY) tools/screenshots.py
 
 # Rewrite the example files in apache_conf/ from the generator (a unit test compares them).
 apache-conf: deps

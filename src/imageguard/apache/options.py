@@ -364,7 +364,9 @@ TABLE: tuple[Option, ...] = (
     ),
     Option(
         "imageguard.max_age", "max_age", "max_age", not_negative, 0,
-        "Cache-Control: private, max-age= of an allowed image, in seconds",
+        "Cache-Control: private, max-age= of an allowed image, in seconds; above 0 a "
+        "browser shows the image from its cache without asking, also after a logout and "
+        "to the next user of the same browser",
         "general", metavar="SECONDS",
     ),
     Option(
