@@ -125,7 +125,10 @@ def ticket_signer(secrets: Sequence[bytes], digest: str = DEFAULT_DIGEST) -> Sig
         algorithm=AuthTktAlgorithm(digest),
         encoding="hex",
         mismatch=BadSignature,
-        reason="ticket signature matches no configured secret",
+        # The client's address is signed in: a ticket bound to another address (a client
+        # whose address changed) fails exactly as a forged one does.
+        reason="ticket signature matches no configured secret (or the ticket is bound to "
+        "another client address)",
     )
 
 
