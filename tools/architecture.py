@@ -47,7 +47,14 @@ CONCERNS = (
     Concern(
         "cli",
         "cli/: commands",
-        ("cli.commandline", "cli.commands", "cli.imagecommands", "cli.progress"),
+        (
+            "cli.commandline",
+            "cli.commands",
+            "cli.imagecommands",
+            "cli.doctor",
+            "cli.doctorconf",
+            "cli.progress",
+        ),
         "#f2f2f2",
         "#6b6b6b",
     ),
@@ -63,6 +70,7 @@ CONCERNS = (
             "apache.options",
             "apache.names",
             "apache.apacheconf",
+            "apache.install",
             "__init__",
         ),
         "#fff1dc",

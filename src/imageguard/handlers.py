@@ -21,9 +21,14 @@ log line, never a traceback, not even with ``PythonDebug On``.
 
 
 def _unavailable(req, exc: BaseException) -> int:  # noqa: ANN001
-    """Refuse a request whose handler could not be loaded (500, one log line)."""
+    """Refuse a request whose handler could not be loaded (500, one log line, and the
+    access log's note, ``imageguard.apache.adapters.LOG_NOTE``)."""
     try:  # noqa: SIM105 - contextlib is not imported here (see the module docstring)
         req.log_error(f"imageguard: refused, its handlers cannot be loaded: {exc!r}"[:2000], 3)
+    except BaseException:
+        pass
+    try:  # noqa: SIM105
+        req.notes["imageguard"] = "- error:unavailable"
     except BaseException:
         pass
     return 500

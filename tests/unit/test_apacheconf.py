@@ -78,3 +78,23 @@ def test_generated_block_reads_back() -> None:
     options = read_python_options(shipped_files()["imageguard.conf"])
     assert options["imageguard.root"] == "/srv/images"
     assert options["imageguard.cache_dir"] == "/var/cache/imageguard"
+
+
+def test_the_doctor_finds_nothing_wrong_in_a_shipped_file() -> None:
+    """imageguard doctor --conf reads every file the generator writes as it is meant:
+    its handlers, the mode, and no mistake in it."""
+    from imageguard.cli.doctorconf import read_conf, static_problems
+
+    modes = {
+        "imageguard.conf": "one-phase",
+        "imageguard-three-phases.conf": "three-phase",
+        "imageguard-tickets.conf": "one-phase",
+        "htaccess.example": "gate",
+    }
+    for name, text in shipped_files().items():
+        conf = read_conf(text, name, "/images/")
+        assert conf.mode == modes[name], name
+        assert static_problems(conf) == [], name
+        assert conf.kind == ("htaccess" if name == "htaccess.example" else "block")
+        if conf.kind == "block":
+            assert (conf.alias, conf.directory) == ("/images", "/srv/images")

@@ -388,3 +388,18 @@ def test_apache_conf_for_tickets(
     monkeypatch.delenv("IMAGEGUARD_SECRET_FILE", raising=False)
     code, _, err = run(capsys, "apache-conf", "--root", str(tmp_path), "--session", "auth_tkt")
     assert code == 2 and "needs --secret-file" in err
+
+
+def test_doctor_and_install_are_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "doctor" in capsys.readouterr().out
+    code, _, err = run(capsys, "apache-conf", "--root", str(tmp_path), "--force")
+    assert code == 2 and "--force only goes with --install" in err
+    code, _, err = run(capsys, "apache-conf", "--root", str(tmp_path), "--htaccess", "--install")
+    assert code == 2 and "an .htaccess is copied by hand" in err
+    with pytest.raises(SystemExit) as usage:
+        main(["doctor", "http://127.0.0.1/images/"])  # --image is required
+    assert usage.value.code == 2

@@ -107,6 +107,7 @@ class FakeRequest:
         self.useragent_ip = "127.0.0.1"
         self.args: str | None = None
         self.subprocess_env = Table()
+        self.notes = Table()  # the access log's %{...}n
         self.logged: list[tuple[str, int]] = []
         self._options = options
         self.allowed: list[str] = []

@@ -28,6 +28,11 @@ How a file is handed to Apache, and why it is safe:
   imageguard handler admitted it, Apache's file handler will send it, and nothing
   changed the file name or type since.
 
+Every decision leaves a note for the access log, ``req.notes["imageguard"]`` (``%{imageguard}n``
+in a ``LogFormat``): the viewer and the level served or the refusal's token, as the
+policy made it (:attr:`~imageguard.policy.decision.Outcome.note`); setting it is the
+whole cost per request.
+
 mod_python decodes request strings strictly as UTF-8, so reading ``req.uri`` or a header
 can itself raise; every such read here is guarded (a path that is not UTF-8 is a 404, a
 query a 400, a foreign byte in another application's cookie is read around).
@@ -46,6 +51,7 @@ from mod_python import apache
 from ..errors import RenditionError
 from ..policy.decision import (
     NO_STORE,
+    NOBODY,
     Action,
     Facts,
     FileFacts,
@@ -55,6 +61,7 @@ from ..policy.decision import (
     Send,
     Unreadable,
     decide,
+    log_viewer,
     refusal_for,
 )
 from ..support.safetext import one_line
@@ -75,11 +82,18 @@ _FIXUP_ATTR = "imageguard_fixup"
 _PASSED_ATTR = "imageguard_fixup_passed"
 _FD_PREFIX = "/proc/self/fd/"
 _PHASES = {"access": Phase.ACCESS, "authen": Phase.AUTHEN, "authz": Phase.AUTHZ}
+#: The name each phase's errors are logged under.
+_PHASE_NAMES = {Phase.ALL: "gatekeeper", **{phase: name for name, phase in _PHASES.items()}}
+
+#: The request note the access log reads as ``%{imageguard}n``: ``VIEWER DECISION``
+#: (docs/deployment.md, "The decision in the access log").
+LOG_NOTE = "imageguard"
 
 __all__ = [
     "ADMITTED",
     "FIXUP_HANDLER",
     "LOGIN_COOKIE_ENV",
+    "LOG_NOTE",
     "NO_STORE",
     "accesshandler",
     "authenhandler",
@@ -160,10 +174,15 @@ def _phase(req: Any, name: str) -> int:
 
 
 def _run(req: Any, runtime: Runtime, facts: Facts, progress: Progress, phase: Phase) -> int:
-    """Decide, apply the effects met on the way (even when deciding raised), apply the
+    """Decide (an exception is the refusal :func:`refusal_for` gives it, noted with the
+    viewer when the login was read), apply the effects met on the way, apply the
     outcome."""
     try:
         outcome = decide(facts, runtime, progress, phase)
+    except Exception as exc:
+        login = progress.login
+        viewer = NOBODY if login is None else login.log_viewer
+        outcome = refusal_for(exc, _PHASE_NAMES[phase], viewer)
     finally:
         _apply_progress(req, progress)
     return _apply(req, outcome, facts.file)
@@ -319,6 +338,7 @@ def _apply(req: Any, outcome: Outcome, file: FileFacts | None) -> int:
     action = outcome.action
     if action is Action.PASS:
         return apache.OK
+    req.notes[LOG_NOTE] = outcome.note
     if outcome.reason:
         _log(req, outcome.level, outcome.reason)
     if action is Action.ADMIT and outcome.send is not None:
@@ -386,24 +406,37 @@ def _log(req: Any, level: int, message: str) -> None:
     req.log_error(one_line(f"imageguard: {message} [{_where(req)}]"), level)
 
 
-def _refuse(req: Any, status: int, message: str) -> int:
-    """Refuse with *status*: one log line, no caching, and remembered for the fixup."""
+def _refuse(req: Any, status: int, message: str, note: str) -> int:
+    """Refuse with *status*: one log line, no caching, the access log's *note*, and
+    remembered for the fixup."""
     _log(req, apache.APLOG_ERR, message)
     req.err_headers_out["Cache-Control"] = NO_STORE
+    req.notes[LOG_NOTE] = note
     setattr(req, _REFUSED_ATTR, status)
     return status
+
+
+def _viewer(req: Any) -> str:
+    """The note's viewer for a request that failed outside the policy: whom a handler
+    already named in ``req.user``, else :data:`NOBODY`."""
+    try:
+        return log_viewer(req.user)
+    except Exception:
+        return NOBODY
 
 
 def _fail_closed(req: Any, phase: str, exc: BaseException) -> int:
     """Log *exc* in one line and refuse the request; never raises, whatever it holds."""
     try:
-        outcome = refusal_for(exc, phase)
-        return _refuse(req, outcome.status, outcome.reason)
+        outcome = refusal_for(exc, phase, _viewer(req))
+        return _refuse(req, outcome.status, outcome.reason, outcome.note)
     except BaseException:
         with contextlib.suppress(BaseException):
             req.log_error("imageguard: refused a request it could not describe", 3)
         with contextlib.suppress(BaseException):
             setattr(req, _REFUSED_ATTR, 500)
+        with contextlib.suppress(BaseException):
+            req.notes[LOG_NOTE] = f"{NOBODY} error:internal"
         return 500
 
 
@@ -441,10 +474,12 @@ def fixuphandler(req: Any) -> int:
             return int(refused)
         sent = getattr(req, _SENT_ATTR, None)
         if sent is None:
-            return _refuse(req, apache.HTTP_INTERNAL_SERVER_ERROR, _not_admitted(req))
+            note = f"{_viewer(req)} error:not-admitted"
+            return _refuse(req, apache.HTTP_INTERNAL_SERVER_ERROR, _not_admitted(req), note)
         problem = _sent_otherwise(req, sent)
         if problem:
-            return _refuse(req, apache.HTTP_INTERNAL_SERVER_ERROR, f"fixup: {problem}")
+            note = f"{_viewer(req)} error:overridden"
+            return _refuse(req, apache.HTTP_INTERNAL_SERVER_ERROR, f"fixup: {problem}", note)
         setattr(req, _PASSED_ATTR, True)
         return apache.OK
     except Exception as exc:

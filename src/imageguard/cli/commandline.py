@@ -16,6 +16,7 @@ from ..apache.names import DB_ENV, SECRET_ENV
 from ..apache.options import TABLE, flag_name
 from ..errors import ImageGuardError
 from . import commands as cmd
+from .doctor import add_doctor_command
 from .imagecommands import add_commands, add_site_options
 
 DESCRIPTION = """\
@@ -171,6 +172,18 @@ def _apache_conf_command(command: Command) -> None:
     p.add_argument("--dbm-file", metavar="FILE", help="DbmSession database_filename")
     p.add_argument("--htaccess", action="store_true", help="print the .htaccess gate instead")
     p.add_argument(
+        "--install",
+        action="store_true",
+        help="write the block to $APACHE_CONFDIR/conf-available/imageguard.conf (default "
+        "/etc/apache2), enable it with a2enconf and run apache2ctl configtest; a failed "
+        "test puts everything back",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="with --install: replace an imageguard.conf changed by hand (kept as .bak)",
+    )
+    p.add_argument(
         "--three-phases",
         action="store_true",
         help="one handler per phase (access, authen, authz) instead of the one-phase "
@@ -228,6 +241,7 @@ COMMAND_GROUPS: tuple[Callable[[Command], None], ...] = (
     _rule_commands,
     _exchange_commands,
     _apache_conf_command,
+    add_doctor_command,  # doctor
     _ticket_commands,
     _share_commands,
     add_commands,  # verify, renditions

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..apache.apacheconf import SiteConfig, directory_block, htaccess, read_python_options
+from ..apache.install import CONF_NAME, install
 from ..apache.names import DB_ENV, SECRET_ENV
 from ..apache.options import TABLE, Option, flag_name, listing
 from ..apache.settings import Settings
@@ -221,7 +222,11 @@ def _absolute(value: str) -> str:
 
 def cmd_apache_conf(args: argparse.Namespace) -> int:
     root = os.path.abspath(args.root)
+    if args.force and not args.install:
+        raise CliError("--force only goes with --install")
     if args.htaccess:
+        if args.install:
+            raise CliError("--install writes the server's block; an .htaccess is copied by hand")
         sys.stdout.write(htaccess(args.extensions or "", root))
         return 0
     values: dict[str, Any] = {}
@@ -247,7 +252,23 @@ def cmd_apache_conf(args: argparse.Namespace) -> int:
     settings = Settings.from_options(read_python_options(block, root))
     if settings.cache_dir:
         check_placement(os.path.realpath(settings.cache_dir), os.path.realpath(root))
+    if args.install:
+        return _install(block, args.force)
     sys.stdout.write(block)
+    return 0
+
+
+def _install(block: str, force: bool) -> int:
+    """``apache-conf --install``: the block into Apache's conf-available, enabled, tested."""
+    done = install(block, force=force)
+    if done.backup is not None:
+        print(f"kept the file it replaces as {done.backup}")
+    print(f"{'wrote' if done.changed else 'unchanged'}: {done.path}")
+    if done.enabled_now:
+        print(f"enabled it: a2enconf {CONF_NAME}")
+    said = done.configtest.splitlines()[-1] if done.configtest else "passed"
+    print(f"apache2ctl configtest: {said}")
+    print("Apache uses it once reloaded: systemctl reload apache2 (or apache2ctl graceful)")
     return 0
 
 

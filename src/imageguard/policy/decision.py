@@ -25,6 +25,12 @@ each step runs once per request whichever phases are configured.
 Errors are outcomes too: :func:`refusal_for` turns any exception into the refusal the
 policy gives it (a file that is not an image 415, an unknown variant 400, a broken
 configuration or store 500, ...).
+
+Every outcome but a phase's "go on" carries its access-log note (``Outcome.note``, which
+the adapters put in ``req.notes`` for ``%{imageguard}n``): ``VIEWER DECISION``, the
+viewer's user name (:func:`log_viewer`) and the level served or the refusal's token
+(``deny:acl``, ``error:store``, ...; :data:`NOTE_TOKENS`). The notes are made of
+strings worked out beforehand, so a request costs one concatenation at most.
 """
 
 from __future__ import annotations
@@ -82,6 +88,80 @@ _RENDITION_ATTEMPTS = 3
 
 #: Refusals are never kept by a cache, and look alike whatever was refused.
 NO_STORE = "private, no-store"
+
+
+# --------------------------------------------------------------------------- the log note
+
+#: The viewer of the access-log note when there is none: no valid login, or a request
+#: refused before its login was read (the gate's refusals, some errors).
+NOBODY = "-"
+
+#: Every decision word the access-log note can hold after the viewer, and what it means
+#: (docs/deployment.md lists them; a unit test checks each outcome uses one of these).
+NOTE_TOKENS: dict[str, str] = {
+    "full": "the original was sent",
+    "preview": "the watermarked preview was sent",
+    "thumb": "the thumbnail was sent",
+    "deny:method": "a method other than GET or HEAD (405)",
+    "deny:gate": "the gate refused the name: its extension, a hidden segment, extra path, "
+    "a folder or another file that is not a regular one, a link out of the root (403)",
+    "deny:not-found": "no such file (404)",
+    "deny:login-required": "not logged in, and nothing lets anyone see the image: 401, the "
+    "login redirect (302), or 404 where existence is hidden",
+    "deny:acl": "the viewer may not see the image, or not the variant asked for: the deny "
+    "status (403 or 404), with the padlock picture when it is on",
+    "deny:not-image": "its bytes are not the image its extension names (415)",
+    "deny:bad-request": "an unknown ?v= variant, or a path or query that is not UTF-8 (400 or 404)",
+    "deny:refused": "another refusal imageguard names in the error log (403)",
+    "error:permission": "Apache's user may not read the file (403)",
+    "error:store-unavailable": "the ACL store cannot be reached now (503)",
+    "error:store": "the ACL store is missing, unreadable or broken (500)",
+    "error:config": "a PythonOption has a value imageguard cannot use (500)",
+    "error:rendition": "a rendition could not be made or opened: the cache (500)",
+    "error:internal": "a bug (500)",
+    "error:not-admitted": "the fixup refused a request no imageguard handler admitted (500)",
+    "error:overridden": "the fixup refused an image another handler, name or type would "
+    "have been sent as (500)",
+    "error:unavailable": "imageguard's handlers cannot be loaded: the PythonPath (500)",
+}
+
+#: What is left as it is in a user name of the note; everything else is %-escaped.
+_VIEWER_SAFE = "@+:"
+
+
+def log_viewer(user: str | None) -> str:
+    """*user* as the access-log note names it: :data:`NOBODY` for no user, else one word
+    that Apache writes as it is and a reader can decode (``urllib.parse.unquote``).
+
+    A user name comes from a session or a ticket, and may hold anything: every character
+    but ASCII letters, digits and ``-._~@+:`` is %-escaped as UTF-8 bytes (a space as
+    ``%20``, a quote as ``%22``, a ``%`` as ``%25``), and a user named ``-`` is ``%2D``.
+    """
+    if not user:
+        return NOBODY
+    if user == NOBODY:
+        return "%2D"
+    return urllib.parse.quote(user, safe=_VIEWER_SAFE, errors="backslashreplace")
+
+
+def _note(token: str, viewer: str = NOBODY) -> str:
+    """The note ``VIEWER TOKEN`` (for notes made once, not per request)."""
+    if token not in NOTE_TOKENS:
+        raise ValueError(f"{token!r} is not a log note token")
+    return f"{viewer} {token}"
+
+
+#: " full", " preview", " thumb": what follows the viewer of an image sent.
+_SERVED_WORDS: dict[Level, str] = {
+    level: f" {level.label}" for level in Level if level is not Level.DENY
+}
+_GATE_NOTES = {
+    METHOD_NOT_ALLOWED: _note("deny:method"),
+    NOT_FOUND: _note("deny:not-found"),
+    FORBIDDEN: _note("deny:gate"),
+}
+_SERVED_TO_ANYONE = _note("full")
+_LOGIN_REQUIRED = _note("deny:login-required")
 
 
 # --------------------------------------------------------------------------- facts
@@ -176,6 +256,12 @@ class Login:
     user_data: str = ""
 
     @functools.cached_property
+    def log_viewer(self) -> str:
+        """The viewer as the access-log note names it (:func:`log_viewer`): escaped once
+        per login, which the login sources keep, not per request."""
+        return log_viewer(self.identity.user)
+
+    @functools.cached_property
     def env(self) -> tuple[tuple[str, str], ...]:
         """The environment this login sets (REMOTE_USER_DATA, REMOTE_USER_TOKENS):
         worked out once per login, which the login sources keep, not per request."""
@@ -239,7 +325,8 @@ class Outcome(NamedTuple):
     ``reason`` is the log line ("" for none) at ``level``; ``user`` is what ``req.user``
     becomes (None: unchanged); ``headers`` are the response's headers (the error
     headers of a refusal), ``vary`` is added to ``Vary``; ``allow`` the methods a 405
-    names.
+    names; ``note`` the access log's ``%{imageguard}n`` (``VIEWER DECISION``; "" only
+    for a phase's "go on").
     """
 
     action: Action
@@ -251,6 +338,7 @@ class Outcome(NamedTuple):
     headers: tuple[tuple[str, str], ...] = ()
     vary: str = ""
     allow: tuple[str, ...] = ()
+    note: str = ""
 
 
 _NO_STORE_HEADERS = (("Cache-Control", NO_STORE),)
@@ -313,7 +401,9 @@ def decide(facts: Facts, runtime: Runtime, progress: Progress, phase: Phase = Ph
     if not verdict.allowed:
         return _gate_refusal(facts, runtime, progress, verdict)
     if phase is Phase.ACCESS:  # the gate alone is the last word only without an ACL store
-        return _admit(runtime, _original(runtime, progress), None) if runtime.gate_only else PASSED
+        if not runtime.gate_only:
+            return PASSED
+        return _admit(runtime, _original(runtime, progress), None, _SERVED_TO_ANYONE)
     login = _login(facts, runtime, progress)  # 2. who is asking
     user: str | None = None
     if phase is not Phase.AUTHZ:  # 3. may they see anything at all without a login?
@@ -340,10 +430,12 @@ def _gate_refusal(
     facts: Facts, runtime: Runtime, progress: Progress, verdict: GateVerdict
 ) -> Outcome:
     if verdict.status == NOT_FOUND and runtime.hides_existence and not runtime.gate_only:
-        return _unseen(facts, runtime, _login(facts, runtime, progress), verdict.reason)
+        login = _login(facts, runtime, progress)
+        return _unseen(facts, runtime, login, verdict.reason, " deny:not-found")
     allow = ALLOWED_METHODS if verdict.status == METHOD_NOT_ALLOWED else ()
     reason = f"access refused ({verdict.status}): {verdict.reason}"
-    return _refusal(verdict.status, reason, allow=allow)
+    note = _GATE_NOTES.get(verdict.status, _GATE_NOTES[FORBIDDEN])
+    return _refusal(verdict.status, reason, allow=allow, note=note)
 
 
 def _login(facts: Facts, runtime: Runtime, progress: Progress) -> Login:
@@ -396,27 +488,32 @@ def _anyone_may_see(facts: Facts, runtime: Runtime, progress: Progress, identity
 def _login_refusal(facts: Facts, runtime: Runtime, progress: Progress, login: Login) -> Outcome:
     """The answer to a viewer who is not logged in and may see nothing."""
     if runtime.hides_existence:
-        return _unseen(facts, runtime, login, _acl(runtime, progress).reason)
+        reason = _acl(runtime, progress).reason
+        return _unseen(facts, runtime, login, reason, " deny:login-required")
     login_url = runtime.settings.login_url
     if login_url and facts.navigation:
         return _redirect(facts, login_url)
-    return _refusal(UNAUTHORIZED, f"login required: {login.reason}", LOG_INFO)
+    return _refusal(UNAUTHORIZED, f"login required: {login.reason}", LOG_INFO, note=_LOGIN_REQUIRED)
 
 
-def _unseen(facts: Facts, runtime: Runtime, login: Login, why: str) -> Outcome:
+def _unseen(facts: Facts, runtime: Runtime, login: Login, why: str, word: str) -> Outcome:
     """Refuse a viewer who may not see the file, where existence is hidden: 404, or the
-    login redirect of a page navigation by someone not logged in, file there or not."""
+    login redirect of a page navigation by someone not logged in, file there or not;
+    *word* is the note's token (with its leading space)."""
     login_url = runtime.settings.login_url
     if login_url and not login.identity.authenticated and facts.navigation:
         return _redirect(facts, login_url, f"login required: {login.reason}")
-    return _refusal(NOT_FOUND, f"denied {login.identity}: {why}")
+    note = login.log_viewer + word
+    return _refusal(NOT_FOUND, f"denied {login.identity}: {why}", note=note)
 
 
 def _redirect(facts: Facts, login_url: str, reason: str = "") -> Outcome:
     joiner = "&" if "?" in login_url else "?"
     location = f"{login_url}{joiner}back={urllib.parse.quote(facts.uri, safe='')}"
     headers = (("Location", location), ("Cache-Control", NO_STORE))
-    return Outcome(Action.REDIRECT, MOVED_TEMPORARILY, reason, LOG_INFO, headers=headers)
+    return Outcome(
+        Action.REDIRECT, MOVED_TEMPORARILY, reason, LOG_INFO, headers=headers, note=_LOGIN_REQUIRED
+    )
 
 
 def _authorize(
@@ -428,17 +525,24 @@ def _authorize(
     if level is Level.DENY:  # before the query is read: a bad ?v= must not tell "there"
         return _deny(facts, runtime, progress, login, decision.reason, user)
     choice = choose(requested_variant(facts.query), level, downgrade=runtime.settings.downgrade)
-    if choice.served:
-        return _admit(runtime, _variant(facts, runtime, progress, login, choice), user)
+    if choice.variant is not None:
+        send = _variant(facts, runtime, progress, login, choice)
+        return _admit(runtime, send, user, login.log_viewer + _SERVED_WORDS[choice.variant])
     why = decision.reason
     if level > decision.level:
         why += f"; a share link grants {level.label}"
     return _deny(facts, runtime, progress, login, f"{why}; {choice.reason}", user)
 
 
-def _admit(runtime: Runtime, send: Send, user: str | None) -> Outcome:
+def _admit(runtime: Runtime, send: Send, user: str | None, note: str) -> Outcome:
     return Outcome(
-        Action.ADMIT, OK, send=send, user=user, headers=runtime.served_headers, vary="Cookie"
+        Action.ADMIT,
+        OK,
+        send=send,
+        user=user,
+        headers=runtime.served_headers,
+        vary="Cookie",
+        note=note,
     )
 
 
@@ -448,10 +552,13 @@ def _deny(
     """The deny status (logged); with the placeholder, a padlock as the body."""
     status = runtime.settings.deny_status
     reason = f"denied {login.identity}: {why}"
+    note = login.log_viewer + " deny:acl"
     if not runtime.settings.placeholder or facts.navigation:
-        return _refusal(status, reason, user=user)
+        return _refusal(status, reason, user=user, note=note)
     send = _open_regular(progress, runtime.placeholder_path, "image/png")
-    return Outcome(Action.REFUSE, status, reason, send=send, user=user, headers=_NO_STORE_HEADERS)
+    return Outcome(
+        Action.REFUSE, status, reason, send=send, user=user, headers=_NO_STORE_HEADERS, note=note
+    )
 
 
 def _refusal(
@@ -461,9 +568,17 @@ def _refusal(
     *,
     user: str | None = None,
     allow: tuple[str, ...] = (),
+    note: str,
 ) -> Outcome:
     return Outcome(
-        Action.REFUSE, status, reason, level, user=user, headers=_NO_STORE_HEADERS, allow=allow
+        Action.REFUSE,
+        status,
+        reason,
+        level,
+        user=user,
+        headers=_NO_STORE_HEADERS,
+        allow=allow,
+        note=note,
     )
 
 
@@ -536,43 +651,53 @@ class Unreadable(Exception):
         self.what = what
 
 
-def refusal_for(exc: BaseException, phase: str) -> Outcome:
-    """The refusal of a request whose decision raised *exc* in *phase* (logged).
+def refusal_for(exc: BaseException, phase: str, viewer: str = NOBODY) -> Outcome:
+    """The refusal of a request whose decision raised *exc* in *phase* (logged); *viewer*
+    is the note's (:func:`log_viewer`), when the login was read before.
 
     A request that cannot be read as UTF-8 is 404 (its path) or 400 (its query), a file
     that cannot be served as an image 415, an unknown variant 400, a file Apache's user
     may not read 403, a store that cannot be reached now 503, a bad configuration, store
     or cache 500, any other imageguard error 403, a bug 500.
     """
-    status, message = _failure(exc)
-    return _refusal(status, f"{phase}: {message}")
+    status, message, token = _failure(exc)
+    return _refusal(status, f"{phase}: {message}", note=f"{viewer} {token}")
 
 
-def _failure(exc: BaseException) -> tuple[int, str]:
+def _failure(exc: BaseException) -> tuple[int, str, str]:
+    """The status, the log line and the note's token of a request that raised *exc*."""
     if isinstance(exc, Unreadable):
         if exc.what == "args":
-            return BAD_REQUEST, "refused: the query string is not UTF-8"
-        return NOT_FOUND, f"refused: the requested {exc.what} is not UTF-8"
+            return BAD_REQUEST, "refused: the query string is not UTF-8", "deny:bad-request"
+        return NOT_FOUND, f"refused: the requested {exc.what} is not UTF-8", "deny:bad-request"
     if isinstance(exc, StoreUnavailable):
-        return SERVICE_UNAVAILABLE, str(exc)
-    if isinstance(exc, (ConfigError, StoreError, RenditionError)):
-        return INTERNAL_SERVER_ERROR, str(exc)
+        return SERVICE_UNAVAILABLE, str(exc), "error:store-unavailable"
+    if isinstance(exc, ConfigError):
+        return INTERNAL_SERVER_ERROR, str(exc), "error:config"
+    if isinstance(exc, StoreError):
+        return INTERNAL_SERVER_ERROR, str(exc), "error:store"
+    if isinstance(exc, RenditionError):
+        return INTERNAL_SERVER_ERROR, str(exc), "error:rendition"
     if isinstance(exc, ContentError):
-        return UNSUPPORTED_MEDIA_TYPE, f"refused: {exc}"
+        return UNSUPPORTED_MEDIA_TYPE, f"refused: {exc}", "deny:not-image"
     if isinstance(exc, VariantError):
-        return BAD_REQUEST, f"refused: {exc}"
+        return BAD_REQUEST, f"refused: {exc}", "deny:bad-request"
     if isinstance(exc, ImageGuardError):
-        return FORBIDDEN, f"refused: {exc}"
+        return FORBIDDEN, f"refused: {exc}", "deny:refused"
     if isinstance(exc, PermissionError):
-        return FORBIDDEN, f"refused: Apache's user cannot read it: {exc.filename}"
+        message = f"refused: Apache's user cannot read it: {exc.filename}"
+        return FORBIDDEN, message, "error:permission"
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
     where = f"{os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}" if tb else "?"
-    return INTERNAL_SERVER_ERROR, f"internal error {type(exc).__name__}: {exc} at {where}"
+    message = f"internal error {type(exc).__name__}: {exc} at {where}"
+    return INTERNAL_SERVER_ERROR, message, "error:internal"
 
 
 __all__ = [
+    "NOBODY",
+    "NOTE_TOKENS",
     "Action",
     "Facts",
     "FileFacts",
@@ -583,5 +708,6 @@ __all__ = [
     "Progress",
     "Send",
     "decide",
+    "log_viewer",
     "refusal_for",
 ]
