@@ -517,7 +517,8 @@ NOT_OPTIONS: dict[tuple[str, str], str] = {
     ("docs/security.md", "imageguard.colour"): "the bad-options table: an unknown option refused",
 }
 _DOTTED = re.compile(
-    r"(?<![\w/.-])imageguard\.(?P<name>[A-Za-z_]\w*)(?P<ext>\.(?:conf|json|db)\b)?"
+    r"(?<![\w/.-])imageguard\.(?:(?:conf|json|db)\b(?![.\w])|"
+    r"(?P<name>[A-Za-z_]\w*)(?P<ext>\.(?:conf|json|db)\b)?)"
 )
 
 
@@ -528,7 +529,7 @@ def named_options(page: Path) -> list[tuple[int, str]]:
     for number, line in enumerate(page.read_text().splitlines(), start=1):
         for match in _DOTTED.finditer(line):
             attribute = match.group("name")
-            if match.group("ext") or hasattr(imageguard, attribute):
+            if attribute is None or match.group("ext") or hasattr(imageguard, attribute):
                 continue
             if importlib.util.find_spec(f"imageguard.{attribute}") is not None:
                 continue
