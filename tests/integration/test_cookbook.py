@@ -304,8 +304,8 @@ SPLIT_EDITS = [
 def test_split_is_the_generated_three_phase_block_with_two_edits() -> None:
     """Recipe 2 differs from ``apache-conf --three-phases`` in exactly two places: the
     access handler moves to the .htaccess, which may name handlers and nothing else;
-    and its .htaccess is ``apache-conf --htaccess`` without the root option (the
-    server's block sets it, and the .htaccess may set no option)."""
+    and its .htaccess is ``apache-conf --htaccess`` without the root option and the
+    PythonPath (the server's block sets both, and the .htaccess may set neither)."""
     recipe = COOKBOOK / "02-split-phases"
     edited = (recipe / "imageguard.conf").read_text()
     for old, new in SPLIT_EDITS:
@@ -314,8 +314,14 @@ def test_split_is_the_generated_three_phase_block_with_two_edits() -> None:
     assert (recipe / "split.conf").read_text() == edited
     root_option = "PythonOption imageguard.root @DATA@/02-split-phases/images\n"
     generated_htaccess = (recipe / "imageguard.htaccess").read_text()
-    assert generated_htaccess.count(root_option) == 1
-    assert (recipe / "split.htaccess").read_text() == generated_htaccess.replace(root_option, "")
+    python_path = (
+        "# Where imageguard and Pillow are installed (PythonPath replaces sys.path);\n"
+        "# without it every request is a 500: No module named 'imageguard'.\n"
+        'PythonPath "@PYTHON_PATH@ + sys.path"\n'
+    )
+    assert generated_htaccess.count(root_option) == generated_htaccess.count(python_path) == 1
+    expected = generated_htaccess.replace(root_option, "").replace(python_path, "")
+    assert (recipe / "split.htaccess").read_text() == expected
 
 
 def test_every_handler_module_is_used() -> None:

@@ -205,6 +205,12 @@ def _conf_value(value: object) -> str:
     return f'"{text}"' if " " in text or not text else text
 
 
+#: The commented example PythonPath of the shipped .htaccess (no indentation).
+_PORTABLE_HTACCESS_PATH = (
+    "# PythonPath \"['/opt/imageguard/venv/lib/python3.11/site-packages'] + sys.path\"\n"
+    "# (not needed when imageguard is installed for /usr/bin/python3 itself; for a venv,\n"
+    "#  `imageguard apache-conf --htaccess` prints the right line for your installation)"
+)
 PORTABLE_PYTHON_PATH = (
     "# PythonPath \"['/opt/imageguard/venv/lib/python3.11/site-packages'] + sys.path\"\n"
     "    # (not needed when imageguard is installed for /usr/bin/python3 itself; for a venv,\n"
@@ -234,6 +240,7 @@ def directory_block(
 # Apache serves the files itself once {said_yes} said yes.
 # Every Apache child makes imageguard's interpreter as it starts: made at the first
 # requests instead, mod_python makes one per simultaneous request and mixes them up.
+# Keep this line outside every <VirtualHost>: inside one, mod_python never runs it.
 PythonImport mod_python.apache {INTERPRETER}
 {alias}<Directory {root}>
     # Only Apache's own file handler sends what lies here, as an image: no listings,
@@ -297,19 +304,34 @@ _ONE_PHASE = f"""    # All in the access phase, one Python call per request: onl
 """
 
 
-def htaccess(extensions: str = "", root: str = "") -> str:
-    """An ``.htaccess`` that gates a directory by extension and path (no logins)."""
+def htaccess(extensions: str = "", root: str = "", python_path: str = "") -> str:
+    """An ``.htaccess`` that gates a directory by extension and path (no logins).
+
+    *python_path* is the ``PythonPath`` line that lets Apache's Python find imageguard
+    (:func:`python_path_directive` for this installation; "" leaves it out, for a server
+    whose configuration already has it).
+    """
     lines = [
         "# imageguard access gate: only image files, only GET and HEAD, no path tricks.",
-        "# Needs AllowOverride (any class but None) on this directory in httpd.conf,",
-        "# and imageguard on Apache's PythonPath (see `imageguard apache-conf`).",
+        "# Apache reads this file only where AllowOverride is not None: under",
+        "# AllowOverride None it is ignored without a word, and every file is served",
+        "# to anyone (`imageguard doctor URL --image NAME` tells). Whoever may write it",
+        "# runs Python code inside Apache. Where the server's <Directory> holds",
+        "# imageguard's options and PythonPath (the three-phase split), allow it the",
+        "# handler lines only: AllowOverride None, plus",
+        "#   AllowOverrideList PythonAccessHandler PythonFixupHandler",
         "# It hands Apache the file it checked, opened (/proc must be mounted); the fixup",
         "# refuses the request again if the server's configuration lets it through after",
         "# a refusal (an inherited 'Satisfy Any', say), or without asking the gate at all",
         "# (an ErrorDocument or internal redirect into this directory).",
-        f"PythonAccessHandler {HANDLER_MODULE}",
-        f"PythonFixupHandler {HANDLER_MODULE}",
     ]
+    if python_path:
+        lines += [
+            "# Where imageguard and Pillow are installed (PythonPath replaces sys.path);",
+            "# without it every request is a 500: No module named 'imageguard'.",
+            python_path,
+        ]
+    lines += [f"PythonAccessHandler {HANDLER_MODULE}", f"PythonFixupHandler {HANDLER_MODULE}"]
     if root:
         lines.append(f"PythonOption imageguard.root {root}")
     if extensions:
@@ -351,7 +373,7 @@ def shipped_files() -> dict[str, str]:
             dataclasses.replace(EXAMPLE_SITE, mode="three-phase"), portable=True
         ),
         "imageguard-tickets.conf": directory_block(EXAMPLE_TICKET_SITE, portable=True),
-        "htaccess.example": htaccess(),
+        "htaccess.example": htaccess(python_path=_PORTABLE_HTACCESS_PATH),
     }
 
 

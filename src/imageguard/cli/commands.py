@@ -12,7 +12,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..apache.apacheconf import SiteConfig, directory_block, htaccess, read_python_options
+from ..apache.apacheconf import (
+    SiteConfig,
+    directory_block,
+    htaccess,
+    python_path_directive,
+    read_python_options,
+)
 from ..apache.install import CONF_NAME, install
 from ..apache.names import DB_ENV, SECRET_ENV
 from ..apache.options import TABLE, Option, flag_name, listing
@@ -227,7 +233,7 @@ def cmd_apache_conf(args: argparse.Namespace) -> int:
     if args.htaccess:
         if args.install:
             raise CliError("--install writes the server's block; an .htaccess is copied by hand")
-        sys.stdout.write(htaccess(args.extensions or "", root))
+        sys.stdout.write(htaccess(args.extensions or "", root, python_path_directive()))
         return 0
     values: dict[str, Any] = {}
     for option in TABLE:  # each option's flag sets its SiteConfig field
