@@ -4,8 +4,8 @@ A page that quotes a measurement outside ``docs/performance.md`` cites it on the
 line, with a Markdown link to the results file of ``bench/results/`` whose fragment names
 where the figure is in that JSON file::
 
-    about 4,002 requests/s ([measured](../bench/results/latest.json#cells.imageguard.8k.rps))
-    0.29x ([measured](../bench/results/latest.json#cells.imageguard.8k.rps/cells.floor.8k.rps))
+  4,514 requests/s ([measured](../bench/results/20261201-234557.json#cells.imageguard.8k.rps))
+  0.26x ([r](../bench/results/20261201-234557.json#cells.imageguard.8k.rps/cells.static.8k.rps))
 
 The rules of that form, which :func:`check_text` applies:
 

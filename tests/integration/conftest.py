@@ -203,6 +203,40 @@ Alias {url} {directory}
 """
 
 
+@dataclass(frozen=True)
+class Tree:
+    """A work directory holding what every test site starts from."""
+
+    workdir: Path
+    #: The test image tree (:func:`make_images`).
+    root: Path
+    #: Where Apache's user writes: the sessions, the ACL store.
+    state: Path
+    sessions: Path
+    #: The ACL store, holding :data:`RULES`.
+    db: Path
+
+
+def make_tree(prefix: str) -> Tree:
+    """A new work directory (``make_workdir(prefix)``) with the image tree in ``images``,
+    ``state/sessions`` and an ACL store ``state/acl.db`` that holds :data:`RULES`, and
+    ``app`` linked to the application (``apps/``). Making the tree readable and ``state``
+    writable by Apache's user is left to the caller, once its own files are there."""
+    workdir = make_workdir(prefix)
+    root = workdir / "images"
+    root.mkdir()
+    make_images(root)
+    state = workdir / "state"
+    sessions = state / "sessions"
+    sessions.mkdir(parents=True)
+    db = state / "acl.db"
+    cli(db, "init")
+    (workdir / "rules.txt").write_text(RULES)
+    cli(db, "import", str(workdir / "rules.txt"))
+    (workdir / "app").symlink_to(APPS)
+    return Tree(workdir, root, state, sessions, db)
+
+
 @dataclass
 class Site:
     """A running server and what the tests need to know about it."""
@@ -282,13 +316,8 @@ def build_site(
     *extra_body*, given the work directory, returns more server configuration (it may
     create the files that configuration names, readable by Apache's user).
     """
-    workdir = make_workdir(f"imageguard-it-{mpm}-")
-    root = workdir / "images"
-    root.mkdir()
-    make_images(root)
-    state = workdir / "state"
-    sessions = state / "sessions"
-    sessions.mkdir(parents=True)
+    tree = make_tree(f"imageguard-it-{mpm}-")
+    workdir, root, state, sessions, db = tree.workdir, tree.root, tree.state, tree.sessions, tree.db
     ht = workdir / "ht"
     ht.mkdir()
     Image.new("RGB", (8, 8), "blue").save(ht / "a.jpg", "JPEG")
@@ -299,14 +328,9 @@ def build_site(
     (ht_any / ".htaccess").write_text(htaccess(root=str(ht_any)))
     # One <Directory> per application path: options of two blocks naming the same
     # directory would merge, so each application reaches apps/ through its own link.
-    (workdir / "app").symlink_to(APPS)
     (workdir / "dbapp").symlink_to(APPS)
     docroot = workdir / "docroot"
     docroot.mkdir()
-    db = state / "acl.db"
-    cli(db, "init")
-    (workdir / "rules.txt").write_text(RULES)
-    cli(db, "import", str(workdir / "rules.txt"))
     prepare_readable(workdir)
     # A file Apache's user may not read (an upload moved into place from mkstemp, 0600).
     Image.new("RGB", (8, 8), "black").save(root / "private" / "locked.jpg", "JPEG")

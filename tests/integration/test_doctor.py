@@ -31,12 +31,11 @@ from imageguard.apache.apacheconf import SiteConfig, directory_block, htaccess
 from imageguard_devtools.localserver import (
     ApacheConfig,
     LocalApache,
-    make_workdir,
     prepare_readable,
     prepare_writable,
 )
 
-from .conftest import APPS, MPMS, RULES, SECRET, app_block, cli, login_cookie, make_images
+from .conftest import MPMS, SECRET, app_block, login_cookie, make_tree
 from .httpfetch import fetch
 
 pytestmark = pytest.mark.apache
@@ -82,20 +81,10 @@ def block_without(site: SiteConfig, line: str) -> str:
 
 @pytest.fixture(scope="module", params=MPMS)
 def server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    workdir = make_workdir(f"imageguard-doctor-{request.param}-")
-    root = workdir / "images"
-    root.mkdir()
-    make_images(root)
-    state = workdir / "state"
-    sessions = state / "sessions"
-    sessions.mkdir(parents=True)
-    db = state / "acl.db"
-    cli(db, "init")
-    (workdir / "rules.txt").write_text(RULES)
-    cli(db, "import", str(workdir / "rules.txt"))
+    tree = make_tree(f"imageguard-doctor-{request.param}-")
+    workdir, root, state, sessions, db = tree.workdir, tree.root, tree.state, tree.sessions, tree.db
     secrets = state / "secrets"
     secrets.write_text(SECRET + "\n")
-    (workdir / "app").symlink_to(APPS)
     streamer = workdir / "streamer"
     streamer.mkdir()
     (streamer / "streamer.py").write_text(STREAMER)

@@ -18,12 +18,11 @@ from imageguard.apache.apacheconf import SiteConfig, directory_block
 from imageguard_devtools.localserver import (
     ApacheConfig,
     LocalApache,
-    make_workdir,
     prepare_readable,
     prepare_writable,
 )
 
-from .conftest import APPS, MPMS, RULES, app_block, cli, login_cookie, make_images
+from .conftest import MPMS, app_block, login_cookie, make_tree
 from .httpfetch import fetch
 
 pytestmark = pytest.mark.apache
@@ -67,20 +66,10 @@ class Server:
 
 @pytest.fixture(scope="module", params=MPMS)
 def server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    workdir = make_workdir(f"imageguard-lognote-{request.param}-")
-    root = workdir / "images"
-    root.mkdir()
-    make_images(root)
-    state = workdir / "state"
-    sessions = state / "sessions"
-    sessions.mkdir(parents=True)
+    tree = make_tree(f"imageguard-lognote-{request.param}-")
+    workdir, root, state, sessions, db = tree.workdir, tree.root, tree.state, tree.sessions, tree.db
     cache = state / "cache"
     cache.mkdir()
-    db = state / "acl.db"
-    cli(db, "init")
-    (workdir / "rules.txt").write_text(RULES)
-    cli(db, "import", str(workdir / "rules.txt"))
-    (workdir / "app").symlink_to(APPS)
     errors = workdir / "errors"
     errors.mkdir()
     (errors / "denied.html").write_text("<p>not for you</p>\n")

@@ -30,12 +30,11 @@ from imageguard.apache.apacheconf import SiteConfig, directory_block
 from imageguard_devtools.localserver import (
     ApacheConfig,
     LocalApache,
-    make_workdir,
     prepare_readable,
     prepare_writable,
 )
 
-from .conftest import APPS, MPMS, RULES, app_block, cli, make_images
+from .conftest import MPMS, app_block, make_tree
 from .httpfetch import fetch
 
 pytestmark = pytest.mark.apache
@@ -119,17 +118,8 @@ def mistaken_block(
 
 @pytest.fixture(scope="module", params=MPMS)
 def server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    workdir = make_workdir(f"imageguard-mis-{request.param}-")
-    root = workdir / "images"
-    root.mkdir()
-    make_images(root)
-    sessions = workdir / "state" / "sessions"
-    sessions.mkdir(parents=True)
-    db = workdir / "state" / "acl.db"
-    cli(db, "init")
-    (workdir / "rules.txt").write_text(RULES)
-    cli(db, "import", str(workdir / "rules.txt"))
-    (workdir / "app").symlink_to(APPS)
+    tree = make_tree(f"imageguard-mis-{request.param}-")
+    workdir, root, sessions, db = tree.workdir, tree.root, tree.sessions, tree.db
     prepare_readable(workdir)
     prepare_writable(workdir / "state")
     blocks = [
