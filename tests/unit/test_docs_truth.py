@@ -581,3 +581,14 @@ def test_the_index_lists_every_page() -> None:
 
 def test_the_readme_links_to_the_index() -> None:
     assert "](docs/index.md)" in (ROOT / "README.md").read_text()
+
+
+def test_the_readme_names_the_packages_make_test_installs() -> None:
+    """The README's "Try it" lists the Debian packages of the Makefile's APT_PACKAGES."""
+    makefile = (ROOT / "Makefile").read_text()
+    found = re.search(r"^APT_PACKAGES\s*:=\s*((?:.*\\\n)*.*)$", makefile, re.MULTILINE)
+    assert found
+    packages = found.group(1).replace("\\\n", " ").split()
+    readme = (ROOT / "README.md").read_text()
+    said = readme[readme.index("Both set themselves up") :].split("when missing", 1)[0]
+    assert sorted(re.findall(r"`([\w.+-]+)`", said)) == sorted(packages)
