@@ -202,3 +202,19 @@ def test_an_allowed_image_is_sent_whole_or_refused(server: Server, mode: str, mi
         "client denied by server configuration",  # Apache's own Require env
     )
     assert any(reason in log for reason in reasons), log
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [("one-phase", 403), ("three-phase", 401)],
+)
+def test_without_the_last_handler_line_a_stranger_is_refused(
+    server: Server, mode: str, expected: int
+) -> None:
+    """What docs/security.md and the talk's deck say of a removed handler line for a
+    viewer who is not logged in: one phase, Apache's ``Require env`` (403); three phases,
+    the authentication handler still runs and asks for a login (401)."""
+    url = url_of(mode, "last handler line removed")
+    status, _, body = fetch(server.server.port, f"{url}/gallery/cat.jpg")
+    assert status == expected, (status, body[:200])
+    assert not body.startswith(b"\xff\xd8")
