@@ -2,7 +2,8 @@
 Apache, one per MPM, that hosts a correct site and the mistakes it must catch:
 
 * ``/good`` and ``/good3``: the blocks ``imageguard apache-conf`` writes (one phase,
-  three phases), and ``/tkt`` the one-phase block with auth_tkt tickets;
+  three phases), and ``/tkt`` the one-phase block with auth_tkt tickets; ``/good`` is
+  also served as ``/my pictures ä``, a URL path the doctor has to %-escape;
 * ``/ignored``: an ``.htaccess`` gate in a directory with ``AllowOverride None``, which
   Apache never reads; ``/htgate`` the same ``.htaccess`` where Apache reads it;
 * ``/nohandler``: the one-phase block without its ``PythonAccessHandler`` line, and
@@ -41,6 +42,8 @@ from .httpfetch import fetch
 pytestmark = pytest.mark.apache
 
 IMAGE = "gallery/cat.jpg"  # rules: any logged-in viewer sees it in full
+#: A URL path with a space and a letter that is not ASCII (an Alias of the good site).
+SPACED = "/my pictures \u00e4"
 DENIED = "private/secret.jpg"  # rules: alice only
 
 STREAMER = '''\
@@ -139,6 +142,8 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
     body = "\n".join(
         [
             *blocks.values(),
+            # The good site again, under a URL path that must be %-escaped to be asked for.
+            f'Alias "{SPACED}" "{workdir / "good"}"',
             *gated.values(),
             f"Alias /streamed {root}\n<Directory {root}>\n    Require all granted\n"
             f"    SetHandler mod_python\n    PythonInterpreter streamer\n"
@@ -397,3 +402,18 @@ def test_without_a_viewer_the_viewers_checks_are_warned_about(server: Server) ->
     for check in ("viewer", "headers", "denied", "file-handler", "head", "range", "not-modified"):
         assert only(found, check)[0] == "WARN"
     assert lines[-1] == "12 checks: 5 passed, 7 warned, 0 failed"
+
+
+def test_a_url_and_an_image_name_are_escaped_on_the_way(server: Server) -> None:
+    odd = "gallery/zo\u00eb & cat #1?.jpg"
+    shutil.copy(server.workdir / "images" / IMAGE, server.workdir / "images" / odd)
+    prepare_readable(server.workdir / "images" / "gallery")
+    url = server.server.url(SPACED + "/")
+    status, lines, _ = doctor(url, "--image", odd, "--denied", DENIED, "--cookie", server.cookie)
+    assert status == 0, lines
+    assert lines[0].startswith(
+        f"imageguard doctor http://127.0.0.1:{server.server.port}/my%20pictures%20%C3%A4/"
+    )
+    assert lines[-1] == "12 checks: 12 passed, 0 warned, 0 failed", [
+        line for line in lines if not line.startswith("PASS")
+    ]

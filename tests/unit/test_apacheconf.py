@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from imageguard.apache.apacheconf import read_python_options, shipped_files
+from imageguard.apache.apacheconf import htaccess, read_python_options, shipped_files
+from imageguard.cli.doctorconf import read_conf
 from imageguard.errors import ConfigError
 
 SHIPPED = Path(__file__).resolve().parents[2] / "apache_conf"
@@ -83,7 +84,7 @@ def test_generated_block_reads_back() -> None:
 def test_the_doctor_finds_nothing_wrong_in_a_shipped_file() -> None:
     """imageguard doctor --conf reads every file the generator writes as it is meant:
     its handlers, the mode, and no mistake in it."""
-    from imageguard.cli.doctorconf import read_conf, static_problems
+    from imageguard.cli.doctorconf import static_problems
 
     modes = {
         "imageguard.conf": "one-phase",
@@ -98,3 +99,16 @@ def test_the_doctor_finds_nothing_wrong_in_a_shipped_file() -> None:
         assert conf.kind == ("htaccess" if name == "htaccess.example" else "block")
         if conf.kind == "block":
             assert (conf.alias, conf.directory) == ("/images", "/srv/images")
+
+
+def test_an_htaccess_root_with_a_space_stays_one_argument() -> None:
+    text = htaccess("jpg png", "/srv/My Photos")
+    assert 'PythonOption imageguard.root "/srv/My Photos"\n' in text
+    assert 'PythonOption imageguard.extensions "jpg png"\n' in text
+    assert read_conf(text, ".htaccess").option("imageguard.root") == "/srv/My Photos"
+
+
+@pytest.mark.parametrize("root", ['/srv/a"b', "/srv/a\nPythonHandler evil"])
+def test_an_htaccess_root_that_cannot_be_written_is_refused(root: str) -> None:
+    with pytest.raises(ConfigError):
+        htaccess(root=root)

@@ -4,10 +4,13 @@ test_doctor.py runs it against a real Apache)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import socket
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -377,9 +380,10 @@ def test_the_url_and_names_are_requested_as_given() -> None:
         "https",
         "h.example",
         8443,
-        "/my images/",
+        "/my%20images/",
     )
-    assert site.path_of("a b/c%.jpg") == "/my images/a%20b/c%25.jpg"
+    assert site.path_of("a b/c%.jpg") == "/my%20images/a%20b/c%25.jpg"
+    assert site.url == "https://h.example:8443/my%20images/"
     assert Site("http://h", 3).path == "/" and Site("http://h", 3).port == 80
 
 
@@ -439,3 +443,182 @@ def test_a_ticket_needs_a_private_secret_file(
         capsys, "doctor", url, "--image", "a.jpg", "--ticket-secret", str(secret), "--user", "bob"
     )
     assert code == 1 and "a sha256 ticket for bob in cookie auth_tkt" in out
+
+
+# --------------------------------------------------------------------------- hostile servers
+
+
+class Answering:
+    """A server on 127.0.0.1 that reads each request's head and answers with *answer*
+    (given the socket and the request line); it records the request lines."""
+
+    def __init__(self, answer: Callable[[socket.socket, bytes], None]) -> None:
+        self.answer = answer
+        self.requests: list[bytes] = []
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.stopped = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                got = conn.recv(65536)
+                if not got:
+                    return
+                head += got
+            line = head.split(b"\r\n", 1)[0]
+            self.requests.append(line)
+            with contextlib.suppress(OSError):
+                self.answer(conn, line)
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.listener.close()
+
+
+@pytest.fixture
+def hostile() -> Iterator[Callable[[Callable[[socket.socket, bytes], None]], Answering]]:
+    made: list[Answering] = []
+
+    def start(answer: Callable[[socket.socket, bytes], None]) -> Answering:
+        made.append(Answering(answer))
+        return made[-1]
+
+    yield start
+    for server in made:
+        server.close()
+
+
+REFUSAL_HEAD = b"HTTP/1.1 403 Forbidden\r\nCache-Control: private, no-store\r\n"
+
+
+def test_a_huge_body_is_counted_not_kept(hostile: Callable[..., Answering]) -> None:
+    size = 6 * 1024 * 1024
+
+    def huge(conn: socket.socket, line: bytes) -> None:
+        conn.sendall(REFUSAL_HEAD + f"Content-Length: {size}\r\n\r\n".encode())
+        chunk = b"x" * 65536
+        for _ in range(size // len(chunk)):
+            conn.sendall(chunk)
+
+    server = hostile(huge)
+    response = Site(f"http://127.0.0.1:{server.port}/images/", 5).ask("GET", "a.jpg", {})
+    assert response.status == 403 and len(response.body) <= 64 * 1024
+    assert (response.size, response.complete) == (size, True)
+
+
+def test_a_body_that_drips_is_cut_off_at_the_timeout(hostile: Callable[..., Answering]) -> None:
+    def drip(conn: socket.socket, line: bytes) -> None:
+        conn.sendall(REFUSAL_HEAD + b"Content-Length: 100000\r\n\r\n")
+        for _ in range(200):  # a byte every 50 ms: never idle long enough to time out
+            conn.sendall(b"x")
+            time.sleep(0.05)
+
+    server = hostile(drip)
+    site = Site(f"http://127.0.0.1:{server.port}/images/", 0.5)
+    result: list[Response] = []
+    worker = threading.Thread(target=lambda: result.append(site.ask("GET", "a.jpg", {})))
+    started = time.monotonic()
+    worker.start()
+    worker.join(5)
+    assert not worker.is_alive(), "the doctor kept reading a body that never ends"
+    assert time.monotonic() - started < 2
+    assert result[0].status == 403 and not result[0].complete and result[0].size < 100
+
+
+def test_an_image_cut_short_is_not_blamed_on_its_content_length() -> None:
+    cut = dataclasses.replace(served(), size=len(JPEG) - 10, complete=False)
+    assert judge_file_handler(cut).verdict == "PASS"
+    short = dataclasses.replace(served(), size=len(JPEG) - 10)
+    assert f"Content-Length {len(JPEG)} for {len(JPEG) - 10} bytes" in (
+        judge_file_handler(short).reason
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "image", "line"),
+    [
+        ("http://127.0.0.1:{port}/bilder ä/", "zoë.jpg", b"GET /bilder%20%C3%A4/zo%C3%AB.jpg"),
+        ("http://127.0.0.1:{port}/my%20images", "a b#?.jpg", b"GET /my%20images/a%20b%23%3F.jpg"),
+        ("http://127.0.0.1:{port}/images/", "caf\udce9.jpg", b"GET /images/caf%E9.jpg"),
+    ],
+)
+def test_names_are_sent_percent_encoded(
+    capsys: pytest.CaptureFixture[str],
+    hostile: Callable[..., Answering],
+    url: str,
+    image: str,
+    line: bytes,
+) -> None:
+    def refuse(conn: socket.socket, request: bytes) -> None:
+        conn.sendall(REFUSAL_HEAD + b"Content-Length: 0\r\n\r\n")
+
+    server = hostile(refuse)
+    code, out, err = run(capsys, "doctor", url.format(port=server.port), "--image", image)
+    assert code == 0 and err == "" and "reach" not in out  # every name refused by "imageguard"
+    assert any(request.startswith(line + b" HTTP/1.1") for request in server.requests), (
+        server.requests
+    )
+
+
+@pytest.mark.parametrize(
+    "cookie", ["pysid=abc\r\nX-Injected: 1", "pysid=abc\ndef", "pysid=caf\u00e9", "pysid=a\x00"]
+)
+def test_a_cookie_that_cannot_be_a_header_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], cookie: str
+) -> None:
+    code, out, err = run(capsys, "doctor", "http://h/i/", "--image", "a.jpg", "--cookie", cookie)
+    assert code == 2 and out == "" and "--cookie" in err and "printable ASCII" in err
+
+
+def test_a_url_with_a_password_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "doctor", "http://bob:hunter2@h/i/", "--image", "a.jpg")
+    assert code == 2 and out == "" and "hunter2" not in err and "user or password" in err
+
+
+def test_a_malformed_answer_is_one_line(
+    capsys: pytest.CaptureFixture[str], hostile: Callable[..., Answering]
+) -> None:
+    def garbage(conn: socket.socket, line: bytes) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+
+    server = hostile(garbage)
+    code, out, err = run(capsys, "doctor", f"http://127.0.0.1:{server.port}/i/", "--image", "a.jpg")
+    assert code == 1 and err == "" and "FAIL  reach:" in out
+
+
+def test_a_refusal_only_apache_gives_proves_less() -> None:
+    # Apache's own 404 (no imageguard headers): the name may simply not be there.
+    judged = judge_denied(refusal(404, ours=False), SITE, "b.jpg")
+    assert judged.verdict == "WARN" and "no such file" in judged.reason
+    judged = judge_anonymous(refusal(404, ours=False), SITE, "a.jpg", False)
+    assert judged.verdict == "WARN" and "no such file" in judged.reason
+    # A redirect imageguard did not make (a blanket rewrite, another login wall).
+    elsewhere = refusal(302, ours=False, location="/maintenance.html")
+    judged = judge_anonymous(elsewhere, SITE, "a.jpg", False)
+    assert judged.verdict == "WARN" and "not by imageguard" in judged.reason
+    assert judge_denied(elsewhere, SITE, "b.jpg").verdict == "WARN"
+    # Apache's own 401 or 403 is still a refusal.
+    assert judge_denied(refusal(403, ours=False), SITE, "b.jpg").verdict == "PASS"
+    assert judge_anonymous(refusal(401, ours=False), SITE, "a.jpg", False).verdict == "PASS"
+
+
+@pytest.mark.parametrize("value", ["²", "4O4", "", "-1"])
+def test_a_deny_status_that_is_no_number_reads_as_the_default(value: str) -> None:
+    text = (
+        "<Directory /srv/images>\n    PythonAccessHandler imageguard.gatekeeper\n"
+        f"    PythonOption imageguard.deny_status {value}\n</Directory>\n"
+    )
+    assert read_conf(text, "x.conf").deny_status == 403

@@ -705,3 +705,79 @@ def test_a_rendition_is_made_from_the_file_the_gate_opened(
     assert handlers.authzhandler(req) == 0
     assert Image.open(req.filename).size == (256, 192)
     req.end()
+
+
+# --------------------------------------------------------------------------- the log note
+
+
+class UnwritableNotes(Table):
+    """A notes table that refuses every value (mod_python's table takes str only)."""
+
+    def __setitem__(self, key: str, value: str) -> None:
+        raise TypeError("table values must be strings")
+
+
+def three_phases(handlers: types.ModuleType, req: FakeRequest) -> int:
+    """access, authen, authz and the fixup, as Apache runs them: the first refusal ends it."""
+    for phase in ("accesshandler", "authenhandler", "authzhandler", "fixuphandler"):
+        status = getattr(handlers, phase)(req)
+        if status != 0:
+            return int(status)
+    return 0
+
+
+@pytest.mark.parametrize(
+    ("rel", "given", "status"),
+    [
+        ("open.jpg", {}, 0),  # admitted: still sent
+        ("a.jpg", {}, 401),
+        ("gone.jpg", {"imageguard.deny_status": "404"}, 404),
+        ("a.jpg", {"imageguard.login_url": "/login"}, 302),
+        ("page.jpg", {}, 415),
+        ("a.jpg", {"imageguard.acl_db": "/nonexistent.db"}, 500),
+    ],
+)
+def test_a_note_that_cannot_be_set_changes_no_answer(
+    handlers: types.ModuleType,
+    site: tuple[Path, dict[str, str]],
+    rel: str,
+    given: dict[str, str],
+    status: int,
+) -> None:
+    gatekeeper = importlib.import_module("imageguard.gatekeeper")
+    root, options = site
+    headers = {"Accept": "text/html"}
+    for run in (gatekeeper.accesshandler, lambda req: three_phases(handlers, req)):
+        noted = FakeRequest(root, rel, {**options, **given}, headers=headers)
+        unnoted = FakeRequest(root, rel, {**options, **given}, headers=headers)
+        unnoted.notes = UnwritableNotes()
+        assert run(noted) == status and "imageguard" in noted.notes
+        assert run(unnoted) == status
+        assert unnoted.filename == noted.filename or (status == 0 and sent(unnoted) == sent(noted))
+        assert unnoted.logged == noted.logged  # no line about the note: the request's own
+        noted.end()
+        unnoted.end()
+    req = FakeRequest(root, "open.jpg", options)  # a refusal of the fixup's own
+    req.notes = UnwritableNotes()
+    assert handlers.fixuphandler(req) == 500
+    assert "authorization did not run" in req.logged[-1][0]
+
+
+def test_an_error_keeps_its_status_when_the_viewer_cannot_be_named(
+    handlers: types.ModuleType, site: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imageguard.errors import StoreUnavailable
+    from imageguard.policy import decision
+
+    def unreachable(*args: object) -> object:
+        raise StoreUnavailable("postgresql://db/acl", "connection refused")
+
+    def unnamed(login: object) -> str:
+        raise TypeError("a login source named a user that is not text")
+
+    monkeypatch.setattr(decision, "_authorize", unreachable)  # after the login was read
+    monkeypatch.setattr(decision.Login, "log_viewer", property(unnamed))
+    root, options = site
+    req = FakeRequest(root, "open.jpg", options)
+    assert handlers.authzhandler(req) == 503
+    assert req.notes["imageguard"] == "- error:store-unavailable"

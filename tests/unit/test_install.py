@@ -21,6 +21,8 @@ BLOCK = (
     "Alias /images /srv/images\n"
 )
 REAL_CONFDIR = Path("/etc/apache2")
+#: Where a2enconf and a2disconf keep their markers (enabled_by_admin/NAME, ...).
+REAL_STATEDIR = Path("/var/lib/apache2")
 
 
 # --------------------------------------------------------------------------- the stamp
@@ -124,7 +126,7 @@ def test_a_file_changed_by_hand_is_kept_unless_forced(confdir: Path, kind: str) 
     with pytest.raises(InstallError, match="not overwritten") as refused:
         install(BLOCK, environ=env_for(confdir), run=tools)
     assert ("changed since" in str(refused.value)) == (kind == "edited")
-    assert path.read_text() == mine and tools.ran == ["apache2ctl configtest"]
+    assert path.read_text() == mine and tools.ran == []  # refused before any tool runs
     done = install(BLOCK, force=True, environ=env_for(confdir), run=Tools(confdir))
     assert done.backup == path.with_name("imageguard.conf.bak")
     assert done.backup.read_text() == mine and path.read_text() == stamped(BLOCK)
@@ -167,6 +169,96 @@ def test_a_directory_without_conf_available_is_refused(tmp_path: Path) -> None:
         install(BLOCK, environ=env_for(tmp_path), run=Tools(tmp_path))
 
 
+def test_a_failed_test_restores_the_mode_of_the_file_it_replaced(confdir: Path) -> None:
+    path = confdir / "conf-available" / "imageguard.conf"
+    mine = b"# the admin's own, not UTF-8: caf\xe9\nAlias /x /y\n"
+    path.write_bytes(mine)
+    path.chmod(0o640)
+    with pytest.raises(InstallError, match="restored the previous"):
+        install(BLOCK, force=True, environ=env_for(confdir), run=Tools(confdir, "/srv/images"))
+    assert path.read_bytes() == mine and oct(path.stat().st_mode & 0o777) == "0o640"
+    backup = path.with_name("imageguard.conf.bak")
+    assert backup.read_bytes() == mine and oct(backup.stat().st_mode & 0o777) == "0o640"
+    assert sorted(p.name for p in path.parent.iterdir()) == [
+        "imageguard.conf",
+        "imageguard.conf.bak",
+    ]
+
+
+def test_a_file_that_is_not_utf8_is_foreign(confdir: Path) -> None:
+    path = confdir / "conf-available" / "imageguard.conf"
+    path.write_bytes(b"Alias /x /caf\xe9\n")
+    with pytest.raises(InstallError, match="not written by imageguard"):
+        install(BLOCK, environ=env_for(confdir), run=Tools(confdir))
+    done = install(BLOCK, force=True, environ=env_for(confdir), run=Tools(confdir))
+    assert done.backup is not None and done.backup.read_bytes() == b"Alias /x /caf\xe9\n"
+
+
+def test_a_link_in_place_of_the_file_is_never_followed(confdir: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$hash\n")
+    secret.chmod(0o600)
+    path = confdir / "conf-available" / "imageguard.conf"
+    path.symlink_to(secret)
+    tools = Tools(confdir)
+    with pytest.raises(InstallError, match="is a symbolic link"):
+        install(BLOCK, force=True, environ=env_for(confdir), run=tools)
+    assert tools.ran == [] and path.is_symlink() and secret.read_text() == "root:$6$hash\n"
+    assert not path.with_name("imageguard.conf.bak").exists()
+
+
+def test_a_planted_temporary_name_is_not_written_through(confdir: Path, tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("keep me\n")
+    victim.chmod(0o600)
+    available = confdir / "conf-available"
+    for pid in range(os.getpid() - 2, os.getpid() + 3):  # the name a writer could guess
+        (available / f".imageguard.conf.{pid}.tmp").symlink_to(victim)
+    done = install(BLOCK, environ=env_for(confdir), run=Tools(confdir))
+    assert victim.read_text() == "keep me\n" and oct(victim.stat().st_mode & 0o777) == "0o600"
+    assert not done.path.is_symlink() and done.path.read_text() == stamped(BLOCK)
+
+
+def test_an_enabled_name_that_is_not_the_link_to_the_file_is_refused(confdir: Path) -> None:
+    enabled = confdir / "conf-enabled" / "imageguard.conf"
+    enabled.write_text("Alias /images /elsewhere\n")  # what Apache reads, not a2enconf's link
+    tools = Tools(confdir)
+    with pytest.raises(InstallError, match="is not a link to"):
+        install(BLOCK, environ=env_for(confdir), run=tools)
+    assert tools.ran == [] and list((confdir / "conf-available").iterdir()) == []
+
+
+def test_the_link_is_taken_out_when_a2disconf_fails(confdir: Path) -> None:
+    class NoDisconf(Tools):
+        def __call__(self, argv: Sequence[str], env: dict[str, str]) -> tuple[int, str]:
+            if argv[0] == "a2disconf":
+                self.ran.append(" ".join(argv))
+                return 1, "ERROR: something went wrong"
+            return super().__call__(argv, env)
+
+    with pytest.raises(InstallError, match="a2disconf failed") as failed:
+        install(BLOCK, environ=env_for(confdir), run=NoDisconf(confdir, "/srv/images"))
+    link = confdir / "conf-enabled" / "imageguard.conf"
+    assert f"removed {link}" in str(failed.value)
+    assert not os.path.lexists(link) and list((confdir / "conf-available").iterdir()) == []
+
+
+def test_a_relative_apache_confdir_is_made_absolute_for_the_tools(
+    confdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(confdir.parent)
+    tools = Tools(confdir)  # it checks that the tools are given the absolute directory
+    done = install(BLOCK, environ={"APACHE_CONFDIR": confdir.name}, run=tools)
+    assert done.path == confdir / "conf-available" / "imageguard.conf"
+
+
+@pytest.mark.parametrize("name", ["apache2 copy", "apache2\nx"])
+def test_an_apache_confdir_apache2ctl_cannot_take_is_refused(tmp_path: Path, name: str) -> None:
+    (tmp_path / name / "conf-available").mkdir(parents=True)
+    with pytest.raises(InstallError, match="apache2ctl cannot take"):
+        install(BLOCK, environ={"APACHE_CONFDIR": str(tmp_path / name)}, run=Tools(tmp_path))
+
+
 # --------------------------------------------------------------------------- for real
 
 TOOLS_THERE = all(shutil.which(t, path="/usr/sbin:/usr/bin") for t in ("a2enconf", "apache2ctl"))
@@ -189,16 +281,22 @@ def listing(directory: Path) -> list[tuple[str, str]]:
 
 @pytest.fixture
 def copied(tmp_path: Path) -> Iterator[Path]:
-    """A copy of /etc/apache2; /etc/apache2 is compared before and after."""
-    before = listing(REAL_CONFDIR)
+    """A copy of /etc/apache2; /etc/apache2 and a2enconf's markers in /var/lib/apache2
+    are compared before and after."""
+    before = listing(REAL_CONFDIR), listing(REAL_STATEDIR)
     copy = tmp_path / "apache2"
     shutil.copytree(REAL_CONFDIR, copy, symlinks=True)
     yield copy
-    assert listing(REAL_CONFDIR) == before, "the test changed /etc/apache2"
+    assert listing(REAL_CONFDIR) == before[0], "the test changed /etc/apache2"
+    assert listing(REAL_STATEDIR) == before[1], "the test changed /var/lib/apache2"
 
 
 def run_cli(confdir: Path, tmp: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "APACHE_CONFDIR": str(confdir)}
+    env = {
+        **os.environ,
+        "APACHE_CONFDIR": str(confdir),
+        "APACHE_STATE_DIRECTORY": str(tmp / "apache2-state"),  # a2enconf's markers
+    }
     assert env["APACHE_CONFDIR"] != str(REAL_CONFDIR)
     (tmp / "images").mkdir(exist_ok=True)
     argv = [sys.executable, "-m", "imageguard.cli", "--db", str(tmp / "acl.db"), "apache-conf"]
@@ -225,6 +323,7 @@ def test_install_for_real_into_a_copy_of_etc_apache2(copied: Path, tmp_path: Pat
     assert f"wrote: {conf}" in done.stdout and "enabled it: a2enconf imageguard" in done.stdout
     assert "apache2ctl configtest: Syntax OK" in done.stdout
     assert (copied / "conf-enabled" / "imageguard.conf").resolve() == conf.resolve()
+    assert (tmp_path / "apache2-state" / "conf" / "enabled_by_admin" / "imageguard").exists()
     # Included at server level, outside any <VirtualHost>, and Apache's test passes.
     assert f"{copied}/conf-enabled/imageguard.conf" in included(copied)
     assert stamp_state(conf.read_text()) == "intact"

@@ -88,6 +88,8 @@ _PHASE_NAMES = {Phase.ALL: "gatekeeper", **{phase: name for name, phase in _PHAS
 #: The request note the access log reads as ``%{imageguard}n``: ``VIEWER DECISION``
 #: (docs/deployment.md, "The decision in the access log").
 LOG_NOTE = "imageguard"
+#: The note of a refusal that could not be described otherwise.
+_UNDESCRIBED = f"{NOBODY} error:internal"
 
 __all__ = [
     "ADMITTED",
@@ -180,9 +182,7 @@ def _run(req: Any, runtime: Runtime, facts: Facts, progress: Progress, phase: Ph
     try:
         outcome = decide(facts, runtime, progress, phase)
     except Exception as exc:
-        login = progress.login
-        viewer = NOBODY if login is None else login.log_viewer
-        outcome = refusal_for(exc, _PHASE_NAMES[phase], viewer)
+        outcome = refusal_for(exc, _PHASE_NAMES[phase], _login_viewer(progress))
     finally:
         _apply_progress(req, progress)
     return _apply(req, outcome, facts.file)
@@ -338,7 +338,7 @@ def _apply(req: Any, outcome: Outcome, file: FileFacts | None) -> int:
     action = outcome.action
     if action is Action.PASS:
         return apache.OK
-    req.notes[LOG_NOTE] = outcome.note
+    _note(req, outcome.note)
     if outcome.reason:
         _log(req, outcome.level, outcome.reason)
     if action is Action.ADMIT and outcome.send is not None:
@@ -411,9 +411,29 @@ def _refuse(req: Any, status: int, message: str, note: str) -> int:
     remembered for the fixup."""
     _log(req, apache.APLOG_ERR, message)
     req.err_headers_out["Cache-Control"] = NO_STORE
-    req.notes[LOG_NOTE] = note
+    _note(req, note)
     setattr(req, _REFUSED_ATTR, status)
     return status
+
+
+def _note(req: Any, note: str) -> None:
+    """Leave *note* for the access log. Only the log would miss it: a note that cannot
+    be set never changes the answer (a refusal stays the refusal it was, an image is
+    still sent), so whatever setting it raises is dropped."""
+    try:  # noqa: SIM105 - per request: a bare try costs nothing, suppress() a call
+        req.notes[LOG_NOTE] = note
+    except Exception:
+        pass
+
+
+def _login_viewer(progress: Progress) -> str:
+    """The note's viewer for a request whose decision raised: the login's, when it was
+    read and can be named, else :data:`NOBODY` (an error's refusal never depends on it)."""
+    try:
+        login = progress.login
+        return NOBODY if login is None else login.log_viewer
+    except Exception:
+        return NOBODY
 
 
 def _viewer(req: Any) -> str:
@@ -436,7 +456,7 @@ def _fail_closed(req: Any, phase: str, exc: BaseException) -> int:
         with contextlib.suppress(BaseException):
             setattr(req, _REFUSED_ATTR, 500)
         with contextlib.suppress(BaseException):
-            req.notes[LOG_NOTE] = f"{NOBODY} error:internal"
+            _note(req, _UNDESCRIBED)
         return 500
 
 

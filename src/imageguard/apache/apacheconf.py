@@ -333,9 +333,9 @@ def htaccess(extensions: str = "", root: str = "", python_path: str = "") -> str
         ]
     lines += [f"PythonAccessHandler {HANDLER_MODULE}", f"PythonFixupHandler {HANDLER_MODULE}"]
     if root:
-        lines.append(f"PythonOption imageguard.root {root}")
+        lines.append(f"PythonOption imageguard.root {_conf_value(root)}")
     if extensions:
-        lines.append(f'PythonOption imageguard.extensions "{extensions}"')
+        lines.append(f"PythonOption imageguard.extensions {_conf_value(extensions)}")
     return "\n".join(lines) + "\n"
 
 

@@ -13,16 +13,25 @@ What was written is stamped: the file's first line holds the SHA-256 of the rest
 (:func:`stamped`). A later ``--install`` overwrites the file only when that still holds,
 so an administrator's edit (or a file imageguard did not write) is never lost without
 ``--force``, which keeps the old file beside it as ``imageguard.conf.bak``. When the
-test fails, the file before, and whether it was enabled, are put back as they were.
+test fails, the file before (its bytes, mode and owner), and whether it was enabled,
+are put back as they were.
+
+It runs as root in a directory only root may write, and still trusts no name there:
+a link or anything but a regular file at ``imageguard.conf`` is refused, never followed,
+as is a ``conf-enabled/imageguard.conf`` that is not the link to it; files are written
+under a fresh name of ``mkstemp``'s and renamed into place.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import shutil
+import stat
 import subprocess
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,14 +91,25 @@ def stamp_state(text: str) -> str:
 
 
 def confdir_of(environ: Mapping[str, str]) -> Path:
-    """Apache's configuration directory as Debian's tools find it."""
-    return Path(environ.get("APACHE_CONFDIR") or DEFAULT_CONFDIR)
+    """Apache's configuration directory as Debian's tools find it, made absolute (the
+    tools are handed the same absolute name)."""
+    given = environ.get("APACHE_CONFDIR") or DEFAULT_CONFDIR
+    if any(ch.isspace() or not ch.isprintable() for ch in given):
+        # apache2ctl passes it on unquoted (-d $APACHE_CONFDIR): it would be split.
+        raise InstallError(
+            f"APACHE_CONFDIR {given!r}: apache2ctl cannot take a directory whose name holds "
+            "spaces or control characters"
+        )
+    return Path(os.path.abspath(given))
 
 
-def _tool_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """The environment of Debian's tools: the sbin PATH, and every ``APACHE_*`` setting."""
+def _tool_env(environ: Mapping[str, str], confdir: Path) -> dict[str, str]:
+    """The environment of Debian's tools: the sbin PATH, every ``APACHE_*`` setting, and
+    *confdir* as ``APACHE_CONFDIR`` when one was given."""
     env = {"PATH": _SBIN, "LANG": "C.UTF-8"}
     env.update((name, value) for name, value in environ.items() if name.startswith("APACHE_"))
+    if "APACHE_CONFDIR" in env:
+        env["APACHE_CONFDIR"] = str(confdir)
     return env
 
 
@@ -105,6 +125,7 @@ def run_tool(argv: Sequence[str], env: dict[str, str]) -> tuple[int, str]:
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
+            errors="replace",  # a file name in a message may be in any encoding
             timeout=120,
             check=False,
         )
@@ -125,23 +146,143 @@ class Installed:
     configtest: str
 
 
-def _write(path: Path, text: str) -> None:
-    """Replace *path* with *text* at once (a reader sees the old file or the new one)."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+@dataclass(frozen=True)
+class _Previous:
+    """The file that was there before: its bytes, and its mode and owner (to put back)."""
+
+    data: bytes
+    status: os.stat_result
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8", errors="replace")
+
+
+def _previous(path: Path) -> _Previous | None:
+    """The regular file at *path* (None for none); a link or anything else there is
+    refused, never followed."""
     try:
-        with open(temporary, "w", encoding="utf-8") as out:
-            out.write(text)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if not os.path.islink(path):
+            raise
+        raise InstallError(
+            f"{path} is a symbolic link: not followed, and not replaced (imageguard writes a "
+            "file of its own there; remove the link first)"
+        ) from exc
+    with os.fdopen(fd, "rb") as opened:
+        status = os.fstat(opened.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            raise InstallError(f"{path} is not a regular file: not replaced")
+        return _Previous(opened.read(), status)
+
+
+def _write(path: Path, data: bytes, like: os.stat_result | None = None) -> None:
+    """Replace *path* with *data* at once (a reader sees the old file or the new one): a
+    new file of a name no one can have made beforehand, renamed over it. Mode 0644 and
+    this process's owner, or *like*'s mode and owner (a file put back as it was)."""
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
             out.flush()
+            os.fchmod(out.fileno(), 0o644 if like is None else stat.S_IMODE(like.st_mode))
+            if like is not None and os.geteuid() == 0:
+                os.fchown(out.fileno(), like.st_uid, like.st_gid)
             os.fsync(out.fileno())
-        os.chmod(temporary, 0o644)
         os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)
     finally:
-        temporary.unlink(missing_ok=True)
+        os.close(directory)
+
+
+def _links_to(link: Path, path: Path) -> bool:
+    return os.path.realpath(link) == os.path.realpath(path)
 
 
 def _tail(output: str, lines: int = 12) -> str:
     kept = [line for line in output.splitlines() if line.strip()][-lines:]
     return "\n".join(f"  {line}" for line in kept) or "  (no output)"
+
+
+def _needs_backup(path: Path, previous: _Previous, force: bool) -> bool:
+    """Whether *previous*, about to be replaced, is kept as ``.bak``: yes for a file
+    imageguard did not write or one changed since, which only *force* replaces (else
+    :class:`InstallError`); no for the file imageguard wrote, as it wrote it."""
+    state = stamp_state(previous.text)
+    if state == "intact":
+        return False
+    if not force:
+        why = (
+            "was changed since imageguard wrote it"
+            if state == "edited"
+            else "was not written by imageguard apache-conf --install"
+        )
+        raise InstallError(
+            f"{path} {why}: not overwritten (compare it with `imageguard apache-conf`'s "
+            "output; --force replaces it and keeps it as imageguard.conf.bak)"
+        )
+    return True
+
+
+class _Undo:
+    """What :func:`install` changed, to be put back when the test fails."""
+
+    def __init__(
+        self,
+        path: Path,
+        enabled: Path,
+        previous: _Previous | None,
+        run: Runner,
+        env: dict[str, str],
+    ) -> None:
+        self.path = path
+        self.enabled = enabled
+        self.previous = previous
+        self.run = run
+        self.env = env
+        self.wrote = False
+        self.enabled_here = False
+
+    def __call__(self) -> str:
+        """Put the file back as it was (or remove it), and disable the configuration if
+        it was enabled here; what was done, in words."""
+        undone = []
+        if self.enabled_here:
+            status, output = self.run(["a2disconf", "-q", CONF_NAME], self.env)
+            if status == 0:
+                undone.append(f"disabled {CONF_NAME} again")
+            else:
+                undone.append(f"a2disconf failed: {' '.join(output.split())}")
+            if os.path.islink(self.enabled) and _links_to(self.enabled, self.path):
+                undone.append(self._step(f"removed {self.enabled}", self.enabled.unlink))
+        if self.wrote and self.previous is None:
+            undone.append(self._step(f"removed {self.path}", self.path.unlink))
+        elif self.wrote and self.previous is not None:
+            previous = self.previous
+            undone.append(
+                self._step(
+                    f"restored the previous {self.path}",
+                    lambda: _write(self.path, previous.data, previous.status),
+                )
+            )
+        return "; ".join(undone)
+
+    @staticmethod
+    def _step(done: str, action: Callable[[], None]) -> str:
+        try:
+            action()
+        except OSError as exc:
+            return f"could not: {done} ({exc.strerror or exc})"
+        return done
 
 
 def install(
@@ -153,8 +294,9 @@ def install(
 ) -> Installed:
     """Install *block* as ``conf-available/imageguard.conf``, enable it and test the whole
     configuration (module doc). Raises :class:`InstallError` when the file was changed
-    by hand (without *force*), a tool is missing or fails, or the test fails; whatever
-    was changed is then put back first."""
+    by hand (without *force*), something other than a regular file or a2enconf's link
+    holds a name it uses, a tool is missing or fails, or the test fails; whatever was
+    changed is then put back first."""
     environ = os.environ if environ is None else environ
     confdir = confdir_of(environ)
     available = confdir / "conf-available"
@@ -163,10 +305,20 @@ def install(
             f"{available} is not a directory: not a Debian-style Apache configuration "
             "(set APACHE_CONFDIR, or install the block by hand: docs/deployment.md)"
         )
-    env = _tool_env(environ)
+    env = _tool_env(environ, confdir)
     path = available / f"{CONF_NAME}.conf"
-    enabled_link = confdir / "conf-enabled" / f"{CONF_NAME}.conf"
-    new_text = stamped(block)
+    enabled = confdir / "conf-enabled" / f"{CONF_NAME}.conf"
+    was_enabled = os.path.lexists(enabled)
+    if was_enabled and not _links_to(enabled, path):
+        raise InstallError(
+            f"{enabled} is not a link to {path}: Apache would go on reading it instead "
+            "(remove it, or replace it with the link a2enconf makes)"
+        )
+    new_data = stamped(block).encode("utf-8")
+    previous = _previous(path)
+    backup_needed = (
+        previous is not None and previous.data != new_data and _needs_backup(path, previous, force)
+    )
 
     status, output = run(["apache2ctl", "configtest"], env)
     if status != 0:
@@ -175,55 +327,29 @@ def install(
             f"(nothing was written):\n{_tail(output)}"
         )
 
-    before = path.read_text(encoding="utf-8") if path.exists() else None
     backup: Path | None = None
-    if before is not None and before != new_text:
-        state = stamp_state(before)
-        if state != "intact" and not force:
-            why = (
-                "was changed since imageguard wrote it"
-                if state == "edited"
-                else ("was not written by imageguard apache-conf --install")
-            )
-            raise InstallError(
-                f"{path} {why}: not overwritten (compare it with `imageguard apache-conf`'s "
-                "output; --force replaces it and keeps it as imageguard.conf.bak)"
-            )
-        if state != "intact":
-            backup = path.with_name(f"{path.name}.bak")
-            _write(backup, before)
-    was_enabled = enabled_link.exists() or enabled_link.is_symlink()
-
-    def put_back(enabled_now: bool) -> str:
-        """Undo: the file as it was, and the configuration disabled if enabled here."""
-        undone = []
-        if enabled_now:
-            status, output = run(["a2disconf", "-q", CONF_NAME], env)
-            undone.append(
-                f"disabled {CONF_NAME} again" if status == 0 else f"a2disconf failed: {output}"
-            )
-        if before is None:
-            path.unlink(missing_ok=True)
-            undone.append(f"removed {path}")
-        elif before != new_text:
-            _write(path, before)
-            undone.append(f"restored the previous {path}")
-        return "; ".join(undone)
-
-    if before != new_text:
-        _write(path, new_text)
-    enabled_now = False
+    if backup_needed and previous is not None:
+        backup = path.with_name(f"{path.name}.bak")
+        _write(backup, previous.data, previous.status)
+    undo = _Undo(path, enabled, previous, run, env)
+    changed = previous is None or previous.data != new_data
+    if changed:
+        _write(path, new_data)
+        undo.wrote = True
     if not was_enabled:
         status, output = run(["a2enconf", "-q", CONF_NAME], env)
+        undo.enabled_here = status == 0 or os.path.lexists(enabled)
         if status != 0:
-            undone = put_back(False)
-            raise InstallError(f"a2enconf {CONF_NAME} failed ({undone}):\n{_tail(output)}")
-        enabled_now = True
+            raise InstallError(f"a2enconf {CONF_NAME} failed ({undo()}):\n{_tail(output)}")
+        if not _links_to(enabled, path):
+            raise InstallError(
+                f"a2enconf {CONF_NAME} enabled another file than {path} ({undo()}): are "
+                "APACHE_CONF_AVAILABLE or APACHE_CONF_ENABLED set?"
+            )
     status, output = run(["apache2ctl", "configtest"], env)
     if status != 0:
-        undone = put_back(enabled_now)
         raise InstallError(
             f"apache2ctl configtest fails with the new {path}, so it was not kept "
-            f"({undone}):\n{_tail(output)}"
+            f"({undo()}):\n{_tail(output)}"
         )
-    return Installed(path, before != new_text, enabled_now, backup, output)
+    return Installed(path, changed, undo.enabled_here, backup, output)

@@ -38,11 +38,14 @@ error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import re
 import socket
 import ssl
 import sys
+import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -69,9 +72,15 @@ __all__ = [
 ]
 
 CANARY = "imageguard-doctor-canary"
-#: How much of a body is read (an image larger than this is still checked, by its headers).
-_BODY_LIMIT = 64 * 1024 * 1024
+#: How much of a body is kept: enough for an image's magic bytes, the Range check's
+#: bytes and an error page; the rest is counted, not kept.
+_BODY_KEPT = 64 * 1024
+#: How much of a body is counted at most (then it is judged as cut short).
+_BODY_COUNTED = 1 << 30
+_READ_SIZE = 64 * 1024
 _RANGE_END = 15
+#: What a path of the URL keeps as it is: its own %-escapes and RFC 3986's sub-delims.
+_PATH_SAFE = "/%:@!$&'()*+,;=~"
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 
 
@@ -86,11 +95,19 @@ class Unreachable(Exception):
 @dataclass(frozen=True)
 class Response:
     """One answer: the status, the headers (lower-case names; repeated ones joined with
-    ", ", Set-Cookie with newlines) and up to :data:`_BODY_LIMIT` bytes of body."""
+    ", ", Set-Cookie with newlines), the first :data:`_BODY_KEPT` bytes of the body, how
+    many bytes of body came (``size``; ``len(body)`` when not given), and whether the
+    body came to its end (``complete``; not when the time was up)."""
 
     status: int
     headers: dict[str, str]
     body: bytes = b""
+    size: int = -1
+    complete: bool = True
+
+    def __post_init__(self) -> None:
+        if self.size < 0:
+            object.__setattr__(self, "size", len(self.body))
 
     def header(self, name: str) -> str:
         return self.headers.get(name.lower(), "")
@@ -158,23 +175,32 @@ class Site:
     def __init__(self, url: str, timeout: float) -> None:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise DoctorUsage(f"{url!r} is not an http:// or https:// URL")
+            raise DoctorUsage(f"{one_line(repr(url))} is not an http:// or https:// URL")
         if parts.query or parts.fragment:
             raise DoctorUsage(f"{url}: give the directory's URL, without a query or fragment")
+        if parts.username is not None or parts.password is not None:
+            raise DoctorUsage(
+                "give the URL without a user or password: the doctor logs in with --cookie "
+                "or --ticket-secret"
+            )
         try:
             port = parts.port
         except ValueError:
             raise DoctorUsage(f"{url}: the port is not a number") from None
+        if any(not ch.isprintable() or ch.isspace() for ch in parts.netloc):
+            raise DoctorUsage(f"{one_line(repr(url))}: the host name holds spaces or controls")
         self.scheme = parts.scheme
         self.host = parts.hostname
         self.port = port or (443 if parts.scheme == "https" else 80)
-        self.path = (parts.path or "/").rstrip("/") + "/"
+        self.path = _escaped((parts.path or "/").rstrip("/") + "/", _PATH_SAFE)
         self.timeout = timeout
         self.url = f"{self.scheme}://{parts.netloc}{self.path}"
 
     def path_of(self, name: str) -> str:
-        """The request path of *name* below the directory (each segment %-escaped)."""
-        return self.path + urllib.parse.quote(name, safe="/")
+        """The request path of *name* below the directory (every byte of it that is not
+        a letter, digit, ``/`` or ``-._~`` %-escaped: ``%``, ``?`` and ``#`` are part of a
+        file's name)."""
+        return self.path + _escaped(name, "/")
 
     def _connection(self) -> http.client.HTTPConnection:
         if self.scheme == "https":
@@ -192,7 +218,7 @@ class Site:
             raise Unreachable(self._failure(exc)) from None
 
     def _failure(self, exc: BaseException) -> str:
-        where = f"{self.host}:{self.port}"
+        where = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
         if isinstance(exc, TimeoutError | socket.timeout):
             return f"no answer from {where} within {self.timeout:g} s"
         if isinstance(exc, ssl.SSLError):
@@ -202,23 +228,89 @@ class Site:
         return f"{where} did not answer in HTTP: {type(exc).__name__} {exc}"
 
     def ask(self, method: str, name: str, headers: dict[str, str]) -> Response:
+        """One request, answered within the timeout as a whole: a server that does not
+        answer in time is :class:`Unreachable`, a body still coming is cut short there
+        (``complete`` False)."""
+        cutoff = _Cutoff(time.monotonic() + self.timeout)
         connection = self._connection()
         try:
+            connection.connect()
+            cutoff.watch(connection.sock)
             connection.request(
                 method, self.path_of(name), headers={"Connection": "close", **headers}
             )
             answer = connection.getresponse()
-            body = answer.read(_BODY_LIMIT)
             found: dict[str, str] = {}
             for key, value in answer.getheaders():
                 key = key.lower()
                 joiner = "\n" if key == "set-cookie" else ", "
                 found[key] = f"{found[key]}{joiner}{value}" if key in found else value
-            return Response(answer.status, found, body)
-        except (OSError, http.client.HTTPException) as exc:
-            raise Unreachable(self._failure(exc)) from None
+            body, size, complete = _read_body(answer, cutoff)
+            return Response(answer.status, found, body, size, complete)
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            # ValueError: what http.client raises for some malformed answers
+            raise Unreachable(self._failure(TimeoutError() if cutoff.fired else exc)) from None
         finally:
+            cutoff.cancel()
             connection.close()
+
+
+def _escaped(text: str, safe: str) -> str:
+    """*text* %-escaped as UTF-8, but for *safe* (a byte of a command-line argument that
+    is not UTF-8, which Python holds as a surrogate, is escaped as that byte)."""
+    return urllib.parse.quote(text.encode("utf-8", "surrogateescape"), safe=safe)
+
+
+class _Cutoff:
+    """Ends a connection at its deadline, whatever it is waiting for: a server that
+    sends a byte now and then never lets a socket's own timeout run out."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self._fired = threading.Event()
+        self._timer: threading.Timer | None = None
+
+    @property
+    def fired(self) -> bool:
+        """True once the deadline has cut the connection."""
+        return self._fired.is_set()
+
+    def watch(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
+        self._timer = threading.Timer(max(self.deadline - time.monotonic(), 0), self._cut, (sock,))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _cut(self, sock: socket.socket) -> None:
+        self._fired.set()
+        with contextlib.suppress(OSError):  # the plain socket's: TLS state is left alone
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _read_body(answer: http.client.HTTPResponse, cutoff: _Cutoff) -> tuple[bytes, int, bool]:
+    """The first :data:`_BODY_KEPT` bytes of *answer*'s body, how many bytes came, and
+    whether the body came to its end (not when *cutoff* ended it, nor past
+    :data:`_BODY_COUNTED`)."""
+    kept = bytearray()
+    size = 0
+    while size < _BODY_COUNTED:
+        try:
+            chunk = answer.read1(_READ_SIZE)
+        except (OSError, http.client.HTTPException):
+            if cutoff.fired:
+                return bytes(kept), size, False
+            raise
+        if not chunk:
+            return bytes(kept), size, not cutoff.fired
+        if len(kept) < _BODY_KEPT:
+            kept += chunk[: _BODY_KEPT - len(kept)]
+        size += len(chunk)
+    return bytes(kept), size, False
 
 
 # --------------------------------------------------------------------------- judging
@@ -228,10 +320,11 @@ PAGE_ACCEPT = "text/html,application/xhtml+xml,*/*;q=0.8"
 
 
 def _redirect(response: Response, site: Site, name: str) -> Check | None:
-    """A redirect, as a refusal (a login page) or a warning (the same image elsewhere)."""
+    """A redirect: imageguard's is a refusal (to the login page); the same image
+    elsewhere, or a redirect imageguard did not make, is a warning (it proves nothing)."""
     if not 300 <= response.status < 400:
         return None
-    location = response.header("location")
+    status, location = response.status, response.header("location")
     target = urllib.parse.urlsplit(location)
     if target.path == site.path_of(name) and (target.scheme, target.hostname) != (
         site.scheme,
@@ -240,8 +333,27 @@ def _redirect(response: Response, site: Site, name: str) -> Check | None:
         return Check(
             WARN, "", f"redirected to the same image at {location}: run the doctor against that URL"
         )
+    if not response.by_imageguard:
+        return Check(
+            WARN,
+            "",
+            f"redirected ({status}) to {location or '(no Location)'}, not by imageguard: "
+            "whether imageguard would refuse it is not known",
+        )
+    return Check(PASS, "", f"refused by redirect ({status}) to {location or '(no Location)'}")
+
+
+def _not_there(response: Response, name: str) -> Check | None:
+    """Apache's own 404 for an image that should be refused: no such file there, it
+    seems (imageguard answers for every name in its directory, with its headers), which
+    proves nothing of the refusal."""
+    if response.status != 404 or response.by_imageguard:
+        return None
     return Check(
-        PASS, "", f"refused by redirect ({response.status}) to {location or '(no Location)'}"
+        WARN,
+        "",
+        f"404 from Apache itself, not imageguard: no such file as {name} there? (a name "
+        "imageguard gates gets its answer, whether the file exists or not)",
     )
 
 
@@ -292,9 +404,9 @@ def judge_canary(response: Response) -> Check:
 
 def judge_anonymous(response: Response, site: Site, name: str, gate_only: bool) -> Check:
     """An image asked for without any login: refused, or why it is a problem."""
-    moved = _redirect(response, site, name)
-    if moved is not None:
-        return moved
+    unproven = _redirect(response, site, name) or _not_there(response, name)
+    if unproven is not None:
+        return unproven
     status = response.status
     if status in (401, 403, 404):
         if response.by_imageguard:
@@ -318,13 +430,14 @@ def judge_anonymous(response: Response, site: Site, name: str, gate_only: bool) 
     if status == 200:
         return Check(FAIL, "", "served without imageguard: the directory is not protected")
     if status >= 500:
-        return Check(
-            FAIL,
-            "",
-            f"{status}: {'imageguard' if response.by_imageguard else 'the server'} "
-            "failed; Apache's error log says why",
-        )
+        return _failed(response)
     return Check(WARN, "", f"{status}: not an answer imageguard gives")
+
+
+def _failed(response: Response) -> Check:
+    """A 5xx where a refusal was due."""
+    who = "imageguard" if response.by_imageguard else "the server"
+    return Check(FAIL, "", f"{response.status}: {who} failed; Apache's error log says why")
 
 
 def judge_viewer(response: Response, site: Site, name: str) -> Check:
@@ -335,7 +448,7 @@ def judge_viewer(response: Response, site: Site, name: str) -> Check:
     if status == 200:
         sent_as = response.header("content-type").split(";")[0].strip().lower()
         found = image_format(response.body)
-        size = f"{sent_as or 'no Content-Type'}, {len(response.body)} bytes"
+        size = f"{sent_as or 'no Content-Type'}, {_size(response)}"
         if not sent_as.startswith("image/"):
             return Check(FAIL, "", f"200, but sent as {sent_as or 'no type'}, not an image")
         if found is None:
@@ -388,6 +501,10 @@ def judge_viewer(response: Response, site: Site, name: str) -> Check:
     return Check(FAIL, "", f"{status}: the viewer is not sent the image")
 
 
+def _size(response: Response) -> str:
+    return f"{response.size} bytes" + ("" if response.complete else " (cut short at the timeout)")
+
+
 def _shown(name: str, value: str) -> str:
     return f"{name}: {value}" if value else f"no {name}"
 
@@ -427,9 +544,9 @@ def judge_headers(response: Response) -> Check:
 
 def judge_denied(response: Response, site: Site, name: str) -> Check:
     """An image the viewer may not see: refused."""
-    moved = _redirect(response, site, name)
-    if moved is not None:
-        return moved
+    unproven = _redirect(response, site, name) or _not_there(response, name)
+    if unproven is not None:
+        return unproven
     status = response.status
     if status in (401, 403, 404):
         return Check(PASS, "", f"refused ({status}) {response.who()}")
@@ -441,8 +558,7 @@ def judge_denied(response: Response, site: Site, name: str) -> Check:
             f"(imageguard explain --user NAME {name}), or nothing protects it",
         )
     if status >= 500:
-        who = "imageguard" if response.by_imageguard else "the server"
-        return Check(FAIL, "", f"{status}: {who} failed; Apache's error log says why")
+        return _failed(response)
     return Check(WARN, "", f"{status}: not a refusal imageguard gives")
 
 
@@ -458,8 +574,8 @@ def judge_file_handler(image: Response) -> Check:
     length = image.header("content-length")
     if not length.isdigit():
         missing.append("no Content-Length")
-    elif int(length) != len(image.body) and len(image.body) < _BODY_LIMIT:
-        missing.append(f"Content-Length {length} for {len(image.body)} bytes")
+    elif int(length) != image.size and image.complete:
+        missing.append(f"Content-Length {length} for {image.size} bytes")
     if "chunked" in image.header("transfer-encoding").lower():
         missing.append("sent chunked")
     if image.header("x-powered-by"):
@@ -482,8 +598,8 @@ def judge_file_handler(image: Response) -> Check:
 def judge_head(head: Response, image: Response) -> Check:
     if head.status != 200:
         return Check(FAIL, "", f"HEAD got {head.status} where GET got 200")
-    if head.body:
-        return Check(FAIL, "", f"HEAD got {len(head.body)} bytes of body")
+    if head.size:
+        return Check(FAIL, "", f"HEAD got {head.size} bytes of body")
     if head.header("content-length") != image.header("content-length"):
         return Check(
             FAIL,
@@ -491,12 +607,13 @@ def judge_head(head: Response, image: Response) -> Check:
             f"HEAD says Content-Length {head.header('content-length') or '(none)'}, "
             f"GET sent {image.header('content-length') or '(none)'}",
         )
-    return Check(PASS, "", f"200, Content-Length {head.header('content-length')}, no body")
+    length = head.header("content-length") or "(none)"
+    return Check(PASS, "", f"200, Content-Length {length}, no body")
 
 
 def judge_range(ranged: Response, image: Response) -> Check:
-    end = min(_RANGE_END, len(image.body) - 1)
-    total = image.header("content-length") or str(len(image.body))
+    end = min(_RANGE_END, image.size - 1)
+    total = image.header("content-length") or str(image.size)
     if ranged.status != 206:
         return Check(
             FAIL,
@@ -666,6 +783,11 @@ def _viewer(args: argparse.Namespace, site: Site, conf: ConfFacts | None) -> Vie
     if args.cookie is not None:
         if "=" not in args.cookie or not args.cookie.split("=", 1)[0].strip():
             raise DoctorUsage(f"--cookie {args.cookie!r}: give it as NAME=VALUE")
+        if not all(" " <= ch <= "~" for ch in args.cookie):
+            raise DoctorUsage(
+                "--cookie: a Cookie header is printable ASCII (no line break, control or "
+                "other character): copy the value as the browser shows it"
+            )
         return Viewer(args.cookie, f"cookie {args.cookie.split('=', 1)[0].strip()}")
     if args.ticket_secret is None:
         return None
@@ -777,7 +899,7 @@ def _viewer_checks(
     yield Check(*_split(judge_file_handler(got), "file-handler"))
     yield Check(*_split(judge_head(ask("head", "HEAD", image, sent), got), "head"))
     ranged = ask(
-        "range", "GET", image, {**sent, "Range": f"bytes=0-{min(_RANGE_END, len(got.body) - 1)}"}
+        "range", "GET", image, {**sent, "Range": f"bytes=0-{min(_RANGE_END, got.size - 1)}"}
     )
     yield Check(*_split(judge_range(ranged, got), "range"))
     etag = got.header("etag")
@@ -847,7 +969,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(f"imageguard doctor {site.url}", flush=True)
         return report(iter([Check(FAIL, "reach", str(exc))]), sys.stdout)
     who = viewer.described if viewer else "no viewer"
-    print(f"imageguard doctor {site.url} (image {image}, {who})", flush=True)
+    print(one_line(f"imageguard doctor {site.url} (image {image}, {who})"), flush=True)
     return report(run_checks(site, image, denied, viewer, conf), sys.stdout)
 
 

@@ -103,7 +103,7 @@ class ConfFacts:
     @property
     def deny_status(self) -> int:
         value = self.option("imageguard.deny_status")
-        return int(value) if value.isdigit() else 403
+        return int(value) if value.isascii() and value.isdigit() else 403
 
     @property
     def login_cookie(self) -> str:

@@ -131,7 +131,8 @@ def _readonly_hint(exc: sqlite3.Error, path: str) -> str:
     folder = os.path.dirname(os.path.abspath(path))
     return (
         f" (reading a store needs write access to {folder}, where SQLite keeps its -shm "
-        "file: run this as the store's owner, e.g. with sudo -u www-data, or as root)"
+        "file: Apache's user must be able to write there; run a command as the store's "
+        "owner, e.g. with sudo -u www-data, or as root)"
     )
 
 
