@@ -403,3 +403,19 @@ def test_doctor_and_install_are_on_the_command_line(
     with pytest.raises(SystemExit) as usage:
         main(["doctor", "http://127.0.0.1/images/"])  # --image is required
     assert usage.value.code == 2
+
+
+@pytest.mark.parametrize("action", ["warm", "purge"])
+def test_renditions_need_a_cache_named(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    action: str,
+) -> None:
+    """Without a cache directory, warm and purge say so at once, also for a root that
+    holds no image (warm used to report "0 rendition(s) made" and succeed)."""
+    monkeypatch.delenv("IMAGEGUARD_CACHE_DIR", raising=False)
+    monkeypatch.delenv("IMAGEGUARD_CONF", raising=False)
+    status, _, err = run(capsys, "renditions", action, "--root", str(tmp_path))
+    assert status == 2
+    assert "no rendition cache: give --cache-dir DIR" in err

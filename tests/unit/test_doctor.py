@@ -414,7 +414,7 @@ def test_a_server_that_cannot_be_reached_is_one_line(
     assert out.splitlines()[1:] == [
         f"FAIL  reach: cannot reach 127.0.0.1:{closed_port}: Connection refused; the checks "
         "after this one were not made",
-        "1 checks: 0 passed, 0 warned, 1 failed",
+        "1 check: 0 passed, 0 warned, 1 failed",
     ]
 
 

@@ -921,7 +921,8 @@ def report(checks: Iterator[Check], out: TextIO) -> int:
         print(check.line(), file=out, flush=True)
     total = sum(counts.values())
     print(
-        f"{total} checks: {counts[PASS]} passed, {counts[WARN]} warned, {counts[FAIL]} failed",
+        f"{total} check{'' if total == 1 else 's'}: {counts[PASS]} passed, "
+        f"{counts[WARN]} warned, {counts[FAIL]} failed",
         file=out,
     )
     return 1 if counts[FAIL] else 0

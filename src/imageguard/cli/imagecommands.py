@@ -75,6 +75,18 @@ def site_settings(args: argparse.Namespace) -> Settings:
     return Settings.from_options(options)
 
 
+def cache_settings(args: argparse.Namespace) -> Settings:
+    """:func:`site_settings` for a command that works on the rendition cache, which must
+    then be named (without one, ``warm`` would only find out at the first image)."""
+    settings = site_settings(args)
+    if not settings.cache_dir:
+        raise ConfigError(
+            f"no rendition cache: give --cache-dir DIR (or ${CACHE_ENV}), or a --conf "
+            "whose block sets imageguard.cache_dir"
+        )
+    return settings
+
+
 def image_files(gate: Gate, extensions: frozenset[str], paths: Sequence[str]) -> list[str]:
     """The image files below the root (or below/at *paths*) with an allowed extension.
 
@@ -150,7 +162,7 @@ def _as_cache_owner(settings: Settings) -> None:
 
 
 def cmd_warm(args: argparse.Namespace) -> int:
-    settings = site_settings(args)
+    settings = cache_settings(args)
     _as_cache_owner(settings)
     runtime = Runtime(settings)
     levels = _LEVELS[args.level]
@@ -187,7 +199,7 @@ def cmd_warm(args: argparse.Namespace) -> int:
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
-    settings = site_settings(args)
+    settings = cache_settings(args)
     _as_cache_owner(settings)
     runtime = Runtime(settings)
     summary = runtime.renditions.purge(everything=args.all, unused_days=args.unused_days)
