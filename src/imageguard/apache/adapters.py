@@ -52,6 +52,7 @@ from ..errors import RenditionError
 from ..policy.decision import (
     NO_STORE,
     NOBODY,
+    NOTE_WORDS,
     Action,
     Facts,
     FileFacts,
@@ -89,7 +90,10 @@ _PHASE_NAMES = {Phase.ALL: "gatekeeper", **{phase: name for name, phase in _PHAS
 #: (docs/deployment.md, "The decision in the access log").
 LOG_NOTE = "imageguard"
 #: The note of a refusal that could not be described otherwise.
-_UNDESCRIBED = f"{NOBODY} error:internal"
+_UNDESCRIBED = NOBODY + NOTE_WORDS["error:internal"]
+#: What follows the viewer in the notes of the fixup's own refusals.
+_NOT_ADMITTED_WORD = NOTE_WORDS["error:not-admitted"]
+_OVERRIDDEN_WORD = NOTE_WORDS["error:overridden"]
 
 __all__ = [
     "ADMITTED",
@@ -494,11 +498,11 @@ def fixuphandler(req: Any) -> int:
             return int(refused)
         sent = getattr(req, _SENT_ATTR, None)
         if sent is None:
-            note = f"{_viewer(req)} error:not-admitted"
+            note = _viewer(req) + _NOT_ADMITTED_WORD
             return _refuse(req, apache.HTTP_INTERNAL_SERVER_ERROR, _not_admitted(req), note)
         problem = _sent_otherwise(req, sent)
         if problem:
-            note = f"{_viewer(req)} error:overridden"
+            note = _viewer(req) + _OVERRIDDEN_WORD
             return _refuse(req, apache.HTTP_INTERNAL_SERVER_ERROR, f"fixup: {problem}", note)
         setattr(req, _PASSED_ATTR, True)
         return apache.OK

@@ -144,24 +144,24 @@ def log_viewer(user: str | None) -> str:
     return urllib.parse.quote(user, safe=_VIEWER_SAFE, errors="backslashreplace")
 
 
-def _note(token: str, viewer: str = NOBODY) -> str:
-    """The note ``VIEWER TOKEN`` (for notes made once, not per request)."""
-    if token not in NOTE_TOKENS:
-        raise ValueError(f"{token!r} is not a log note token")
-    return f"{viewer} {token}"
-
+#: What follows the viewer in a note, by token (" deny:acl"): notes are made of these and
+#: a viewer, so a token that is not in :data:`NOTE_TOKENS` fails at import, not in a request.
+NOTE_WORDS: dict[str, str] = {token: f" {token}" for token in NOTE_TOKENS}
 
 #: " full", " preview", " thumb": what follows the viewer of an image sent.
 _SERVED_WORDS: dict[Level, str] = {
-    level: f" {level.label}" for level in Level if level is not Level.DENY
+    level: NOTE_WORDS[level.label] for level in Level if level is not Level.DENY
 }
+_ACL_WORD = NOTE_WORDS["deny:acl"]
+_NOT_FOUND_WORD = NOTE_WORDS["deny:not-found"]
+_LOGIN_WORD = NOTE_WORDS["deny:login-required"]
 _GATE_NOTES = {
-    METHOD_NOT_ALLOWED: _note("deny:method"),
-    NOT_FOUND: _note("deny:not-found"),
-    FORBIDDEN: _note("deny:gate"),
+    METHOD_NOT_ALLOWED: NOBODY + NOTE_WORDS["deny:method"],
+    NOT_FOUND: NOBODY + _NOT_FOUND_WORD,
+    FORBIDDEN: NOBODY + NOTE_WORDS["deny:gate"],
 }
-_SERVED_TO_ANYONE = _note("full")
-_LOGIN_REQUIRED = _note("deny:login-required")
+_SERVED_TO_ANYONE = NOBODY + _SERVED_WORDS[Level.FULL]
+_LOGIN_REQUIRED = NOBODY + _LOGIN_WORD
 
 
 # --------------------------------------------------------------------------- facts
@@ -431,7 +431,7 @@ def _gate_refusal(
 ) -> Outcome:
     if verdict.status == NOT_FOUND and runtime.hides_existence and not runtime.gate_only:
         login = _login(facts, runtime, progress)
-        return _unseen(facts, runtime, login, verdict.reason, " deny:not-found")
+        return _unseen(facts, runtime, login, verdict.reason, _NOT_FOUND_WORD)
     allow = ALLOWED_METHODS if verdict.status == METHOD_NOT_ALLOWED else ()
     reason = f"access refused ({verdict.status}): {verdict.reason}"
     note = _GATE_NOTES.get(verdict.status, _GATE_NOTES[FORBIDDEN])
@@ -489,7 +489,7 @@ def _login_refusal(facts: Facts, runtime: Runtime, progress: Progress, login: Lo
     """The answer to a viewer who is not logged in and may see nothing."""
     if runtime.hides_existence:
         reason = _acl(runtime, progress).reason
-        return _unseen(facts, runtime, login, reason, " deny:login-required")
+        return _unseen(facts, runtime, login, reason, _LOGIN_WORD)
     login_url = runtime.settings.login_url
     if login_url and facts.navigation:
         return _redirect(facts, login_url)
@@ -499,7 +499,7 @@ def _login_refusal(facts: Facts, runtime: Runtime, progress: Progress, login: Lo
 def _unseen(facts: Facts, runtime: Runtime, login: Login, why: str, word: str) -> Outcome:
     """Refuse a viewer who may not see the file, where existence is hidden: 404, or the
     login redirect of a page navigation by someone not logged in, file there or not;
-    *word* is the note's token (with its leading space)."""
+    *word* follows the viewer in the note (:data:`NOTE_WORDS`)."""
     login_url = runtime.settings.login_url
     if login_url and not login.identity.authenticated and facts.navigation:
         return _redirect(facts, login_url, f"login required: {login.reason}")
@@ -552,7 +552,7 @@ def _deny(
     """The deny status (logged); with the placeholder, a padlock as the body."""
     status = runtime.settings.deny_status
     reason = f"denied {login.identity}: {why}"
-    note = login.log_viewer + " deny:acl"
+    note = login.log_viewer + _ACL_WORD
     if not runtime.settings.placeholder or facts.navigation:
         return _refusal(status, reason, user=user, note=note)
     send = _open_regular(progress, runtime.placeholder_path, "image/png")
@@ -661,7 +661,7 @@ def refusal_for(exc: BaseException, phase: str, viewer: str = NOBODY) -> Outcome
     or cache 500, any other imageguard error 403, a bug 500.
     """
     status, message, token = _failure(exc)
-    return _refusal(status, f"{phase}: {message}", note=f"{viewer} {token}")
+    return _refusal(status, f"{phase}: {message}", note=viewer + NOTE_WORDS[token])
 
 
 def _failure(exc: BaseException) -> tuple[int, str, str]:
@@ -698,6 +698,7 @@ def _failure(exc: BaseException) -> tuple[int, str, str]:
 __all__ = [
     "NOBODY",
     "NOTE_TOKENS",
+    "NOTE_WORDS",
     "Action",
     "Facts",
     "FileFacts",
