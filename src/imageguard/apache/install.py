@@ -316,9 +316,8 @@ def install(
         )
     new_data = stamped(block).encode("utf-8")
     previous = _previous(path)
-    backup_needed = (
-        previous is not None and previous.data != new_data and _needs_backup(path, previous, force)
-    )
+    changed = previous is None or previous.data != new_data
+    backup_needed = previous is not None and changed and _needs_backup(path, previous, force)
 
     status, output = run(["apache2ctl", "configtest"], env)
     if status != 0:
@@ -332,7 +331,6 @@ def install(
         backup = path.with_name(f"{path.name}.bak")
         _write(backup, previous.data, previous.status)
     undo = _Undo(path, enabled, previous, run, env)
-    changed = previous is None or previous.data != new_data
     if changed:
         _write(path, new_data)
         undo.wrote = True

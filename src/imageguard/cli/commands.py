@@ -24,6 +24,7 @@ from ..apache.names import DB_ENV, SECRET_ENV
 from ..apache.options import TABLE, Option, flag_name, listing
 from ..apache.settings import Settings
 from ..errors import ImageGuardError
+from ..files.gate import relative_to_root
 from ..files.renditioncache import check_placement
 from ..identity import sharelinks
 from ..identity.secretfile import SecretFile
@@ -136,8 +137,9 @@ def _rule_path(given: str, root: str | None) -> str:
     top = os.path.normpath(os.path.abspath(root))
     path = os.path.normpath(given)
     for base, candidate in ((top, path), (os.path.realpath(top), os.path.realpath(path))):
-        if candidate.startswith(base + "/"):
-            return candidate[len(base) + 1 :]
+        below = relative_to_root(candidate, base)
+        if below:  # "" is the root itself, not a file below it
+            return below
     raise CliError(f"{given} is not below the root {root}")
 
 
