@@ -21,6 +21,7 @@ from imageguard.apache.apacheconf import (
     directory_block,
     htaccess,
 )
+from imageguard.apache.options import BY_NAME
 from imageguard.cli import main
 from imageguard.cli.doctor import (
     Check,
@@ -622,3 +623,23 @@ def test_a_deny_status_that_is_no_number_reads_as_the_default(value: str) -> Non
         f"    PythonOption imageguard.deny_status {value}\n</Directory>\n"
     )
     assert read_conf(text, "x.conf").deny_status == 403
+
+
+@pytest.mark.parametrize(
+    ("line", "named"),
+    [
+        ("PythonOption imageguard.deny_status 410", "imageguard.deny_status"),
+        ("PythonOption imageguard.max_age soon", "imageguard.max_age"),
+        ("PythonOption imageguard.tkt_bind_ip maybe", "imageguard.tkt_bind_ip"),
+    ],
+)
+def test_an_option_imageguard_refuses_is_a_failure_of_the_file(line: str, named: str) -> None:
+    """The file's options are read with imageguard's own parsers: a value the server
+    would refuse (every request a 500) is a FAIL of the file, and the doctor goes on with
+    the option's default."""
+    text = directory_block(EXAMPLE_SITE).replace("</Directory>", f"    {line}\n</Directory>")
+    conf = read_conf(text, "x.conf")
+    failures = [reason for verdict, reason in static_problems(conf) if verdict == "FAIL"]
+    assert len(failures) == 1 and failures[0].startswith("x.conf: ") and named in failures[0]
+    assert conf.setting(named) == BY_NAME[named].default
+    assert static_problems(read_conf(directory_block(EXAMPLE_SITE), "x.conf")) == []

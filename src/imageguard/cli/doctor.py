@@ -716,7 +716,7 @@ def compare_with_conf(
             )
         )
     page = seen.get("anonymous-page")
-    login_url = conf.option("imageguard.login_url")
+    login_url = conf.setting("imageguard.login_url") or ""
     if login_url and page is not None and conf.mode in ("one-phase", "three-phase"):
         location = urllib.parse.urlsplit(page.header("location")).path
         if page.status != 302:
@@ -738,7 +738,7 @@ def compare_with_conf(
                 )
             )
     image_response = seen.get("viewer")
-    max_age = conf.option("imageguard.max_age") or "0"
+    max_age = str(conf.setting("imageguard.max_age"))
     if image_response is not None and image_response.status == 200 and image_response.by_imageguard:
         control = image_response.header("cache-control")
         sent = re.search(r"max-age=(\d+)", control)
@@ -791,13 +791,8 @@ def _viewer(args: argparse.Namespace, site: Site, conf: ConfFacts | None) -> Vie
         return Viewer(args.cookie, f"cookie {args.cookie.split('=', 1)[0].strip()}")
     if args.ticket_secret is None:
         return None
-    digest = args.digest or (conf.option("imageguard.tkt_digest") if conf else "") or DEFAULT_DIGEST
-    bound = conf is not None and conf.option("imageguard.tkt_bind_ip").lower() in (
-        "on",
-        "1",
-        "yes",
-        "true",
-    )
+    digest = args.digest or (conf.setting("imageguard.tkt_digest") if conf else DEFAULT_DIGEST)
+    bound = conf is not None and bool(conf.setting("imageguard.tkt_bind_ip"))
     address = site.client_address() if bound else UNBOUND_IP
     secret = SecretFile(args.ticket_secret).secrets()[0]
     try:

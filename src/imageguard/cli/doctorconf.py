@@ -9,9 +9,12 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..apache.names import ADMITTED_ENV, GATEKEEPER_MODULE, HANDLER_MODULE
-from ..files.gate import DEFAULT_EXTENSIONS
+from ..apache.options import BY_NAME, cookie_name
+from ..errors import ConfigError
+from ..identity.sessions import DEFAULT_COOKIE
 
 __all__ = ["ConfFacts", "read_conf", "static_problems"]
 
@@ -92,6 +95,16 @@ class ConfFacts:
     def option(self, name: str) -> str:
         return self.options.get(name, "")
 
+    def setting(self, name: str) -> Any:
+        """The option *name* (``imageguard.deny_status``) as imageguard reads the file: its
+        parser's value, or its default when unset, or when the value does not parse
+        (:func:`static_problems` reports that)."""
+        option = BY_NAME[name]
+        try:
+            return option.value(self.options)
+        except ConfigError:
+            return option.default
+
     @property
     def requires_admitted(self) -> bool:
         return any(words.split() == ["env", ADMITTED_ENV] for words in self.requires)
@@ -102,28 +115,41 @@ class ConfFacts:
 
     @property
     def deny_status(self) -> int:
-        value = self.option("imageguard.deny_status")
-        return int(value) if value.isascii() and value.isdigit() else 403
+        return int(self.setting("imageguard.deny_status"))
 
     @property
     def login_cookie(self) -> str:
         """The cookie holding the login, as the file names it."""
         if self.tickets:
-            return self.option("imageguard.tkt_cookie") or "auth_tkt"
-        return self.option("mod_python.session.cookie_name") or "pysid"
+            return str(self.setting("imageguard.tkt_cookie"))
+        name = "mod_python.session.cookie_name"
+        try:
+            return cookie_name(name, DEFAULT_COOKIE, self.options.get(name))
+        except ConfigError:
+            return DEFAULT_COOKIE
 
     @property
     def tickets(self) -> bool:
         """True when logins are auth_tkt tickets (else the application's sessions)."""
-        return self.option("imageguard.session") == "auth_tkt"
+        return self.setting("imageguard.session") == "auth_tkt"
 
     @property
     def extensions(self) -> tuple[str, ...]:
         """The extensions the gate lets through (its defaults when the file sets none)."""
-        words = self.option("imageguard.extensions").replace(",", " ").split()
-        if not words:
-            return DEFAULT_EXTENSIONS
-        return tuple(word.lower() if word.startswith(".") else "." + word.lower() for word in words)
+        return tuple(sorted(self.setting("imageguard.extensions")))
+
+    def option_errors(self) -> list[str]:
+        """What imageguard would refuse in the file's options, one message each."""
+        found = []
+        for name in sorted(self.options):
+            option = BY_NAME.get(name)
+            if option is None:
+                continue
+            try:
+                option.value(self.options)
+            except ConfigError as exc:
+                found.append(str(exc))
+        return found
 
 
 def _unquoted(value: str) -> str:
@@ -248,6 +274,7 @@ def static_problems(conf: ConfFacts) -> list[tuple[str, str]]:
                 )
             )
         return found
+    found += [("FAIL", f"{name}: {message}") for message in conf.option_errors()]
     if mode == "one-phase" and not conf.requires_admitted:
         found.append(
             (
