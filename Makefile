@@ -16,9 +16,10 @@ HOSTPKGS      := $(SYSTEM_PYTHON) tools/hostpkgs.py
 # the server binaries of the tests' private PostgreSQL, libpq5 the library psycopg loads;
 # chromium and chromium-driver the browser the demo's browser test drives (Selenium is
 # given both paths, so it never downloads a browser or a driver); curl runs the cookbook's
-# try.sh scripts, as a reader would.
+# try.sh scripts, as a reader would; poppler-utils reads the talk's committed PDF back
+# (test_talk: each page shows its slide).
 APT_PACKAGES  := apache2 libapache2-mod-python libapache2-mod-auth-tkt python3-venv wrk \
-                 postgresql libpq5 chromium chromium-driver curl
+                 postgresql libpq5 chromium chromium-driver curl poppler-utils
 # Only for make bench: mod_wsgi (which the system Apache cannot load beside mod_python)
 # and mod_xsendfile, for the benchmark's X-Sendfile variant.
 BENCH_PACKAGES := libapache2-mod-wsgi-py3 libapache2-mod-xsendfile
