@@ -352,6 +352,7 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
         (["ftp://host/images/"], "is not an http:// or https:// URL"),
         (["http://host/images/?x=1"], "without a query or fragment"),
         (["http://host:port/images/"], "the port is not a number"),
+        (["http://ho st/images/"], "the host name holds spaces or controls"),
         (["http://h/i/", "--user", "bob"], "--ticket-secret and --user go together"),
         (["http://h/i/", "--cookie", "novalue"], "give it as NAME=VALUE"),
         (["http://h/i/", "--cookie", "a=b", "--ticket-secret", "f", "--user", "u"], "not both"),

@@ -259,6 +259,55 @@ def test_an_apache_confdir_apache2ctl_cannot_take_is_refused(tmp_path: Path, nam
         install(BLOCK, environ={"APACHE_CONFDIR": str(tmp_path / name)}, run=Tools(tmp_path))
 
 
+def test_something_else_than_a_file_in_place_of_the_conf_is_refused(confdir: Path) -> None:
+    path = confdir / "conf-available" / "imageguard.conf"
+    path.mkdir()
+    tools = Tools(confdir)
+    with pytest.raises(InstallError, match="is not a regular file: not replaced"):
+        install(BLOCK, force=True, environ=env_for(confdir), run=tools)
+    assert tools.ran == [] and path.is_dir()
+
+
+def test_a_failing_a2enconf_takes_the_new_file_back(confdir: Path) -> None:
+    class NoEnconf(Tools):
+        def __call__(self, argv: Sequence[str], env: dict[str, str]) -> tuple[int, str]:
+            if argv[0] == "a2enconf":
+                self.ran.append(" ".join(argv))
+                return 1, "ERROR: Conf imageguard does not exist!"
+            return super().__call__(argv, env)
+
+    tools = NoEnconf(confdir)
+    with pytest.raises(InstallError, match="a2enconf imageguard failed") as failed:
+        install(BLOCK, environ=env_for(confdir), run=tools)
+    assert "does not exist" in str(failed.value)
+    assert list((confdir / "conf-available").iterdir()) == []
+    assert not os.path.lexists(confdir / "conf-enabled" / "imageguard.conf")
+    assert tools.ran == ["apache2ctl configtest", "a2enconf -q imageguard"]
+
+
+def test_an_a2enconf_that_enables_another_file_is_undone(confdir: Path) -> None:
+    class Elsewhere(Tools):
+        def __call__(self, argv: Sequence[str], env: dict[str, str]) -> tuple[int, str]:
+            if argv[0] == "a2enconf":  # APACHE_CONF_AVAILABLE pointing somewhere else, say
+                self.ran.append(" ".join(argv))
+                other = self.confdir / "other.conf"
+                other.write_text("# not imageguard's\n")
+                (self.confdir / "conf-enabled" / "imageguard.conf").symlink_to(other)
+                return 0, ""
+            return super().__call__(argv, env)
+
+    tools = Elsewhere(confdir)
+    with pytest.raises(InstallError, match="enabled another file than"):
+        install(BLOCK, environ=env_for(confdir), run=tools)
+    assert tools.ran == [
+        "apache2ctl configtest",
+        "a2enconf -q imageguard",
+        "a2disconf -q imageguard",
+    ]
+    assert list((confdir / "conf-available").iterdir()) == []
+    assert not os.path.lexists(confdir / "conf-enabled" / "imageguard.conf")
+
+
 # --------------------------------------------------------------------------- for real
 
 TOOLS_THERE = all(shutil.which(t, path="/usr/sbin:/usr/bin") for t in ("a2enconf", "apache2ctl"))

@@ -172,10 +172,11 @@ def _previous(path: Path) -> _Previous | None:
             f"{path} is a symbolic link: not followed, and not replaced (imageguard writes a "
             "file of its own there; remove the link first)"
         ) from exc
+    status = os.fstat(fd)
+    if not stat.S_ISREG(status.st_mode):  # a directory, a FIFO: nothing to read or keep
+        os.close(fd)
+        raise InstallError(f"{path} is not a regular file: not replaced")
     with os.fdopen(fd, "rb") as opened:
-        status = os.fstat(opened.fileno())
-        if not stat.S_ISREG(status.st_mode):
-            raise InstallError(f"{path} is not a regular file: not replaced")
         return _Previous(opened.read(), status)
 
 
