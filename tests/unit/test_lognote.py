@@ -44,20 +44,10 @@ from imageguard.policy.decision import (
 from imageguard.policy.principals import Identity
 from imageguard.store import AclStore
 
+from .test_decision import As
+
 DORA = Login(Identity("dora"), "session")
 STRANGER = anonymous("no session cookie")
-
-
-class Fixed:
-    """A login source naming the same login for every request."""
-
-    cookie_name: str | None = None
-
-    def __init__(self, login: Login) -> None:
-        self.found = login
-
-    def login(self, facts: Facts) -> Login:
-        return self.found
 
 
 class Tree:
@@ -97,7 +87,7 @@ class Tree:
         if acl:
             given["imageguard.acl_db"] = str(self.db)
         runtime = Runtime(Settings.from_options(given))
-        runtime.logins = Fixed(login)
+        runtime.logins = As(login)
         return runtime
 
     def decide(
