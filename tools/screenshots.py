@@ -51,11 +51,10 @@ def save_png(browser: Browser, path: Path, below: Sequence[str] = ()) -> Path:
     browser.screenshot(path, below=below)
     with Image.open(path) as shot:
         shot.load()
+        width, height = shot.size
         out = io.BytesIO()
         shot.save(out, "PNG", optimize=True)
     path.write_bytes(out.getvalue())
-    with Image.open(path) as check:
-        width, height = check.size
     print(f"wrote {path} ({width}x{height}, {path.stat().st_size // 1024} KiB)", flush=True)
     return path
 
